@@ -1,0 +1,275 @@
+/*
+ * libdsa: DeepSeek Sparse Attention kernels behind a stable C ABI.
+ *
+ * This is the only public header. It is plain C99 (stdint.h and stddef.h only) so that every
+ * language can bind it. Conventions that hold for every function below:
+ *
+ * - Every function returns a dsa_status_t (0 = DSA_STATUS_SUCCESS) unless documented otherwise.
+ *   On failure, dsa_last_error_message() on the SAME thread says what was wrong; outputs are
+ *   left untouched (no partial writes) for every error that validation can detect.
+ * - No function aborts, prints, throws or reads memory that the caller did not describe.
+ * - Tensors are borrowed views (dsa_tensor_t): the caller owns the memory, which must stay valid
+ *   until the call returns (CPU) or until the work on `stream` has completed (CUDA).
+ * - The tensors' device decides where an op runs; all tensors of one call and the context must
+ *   be on the same device, else DSA_STATUS_DEVICE_MISMATCH.
+ * - Params structs start with `struct_size`; fill them with the matching *_params_init()
+ *   function, then change fields. A NULL params pointer means "all defaults". Fields are only
+ *   ever appended: an older library accepts a newer, larger struct if the fields it does not know
+ *   are zero, and returns DSA_STATUS_UNSUPPORTED otherwise.
+ * - CUDA work is enqueued on `stream` (NULL = the legacy default stream) without host
+ *   synchronisation. `stream` is ignored for CPU tensors.
+ *
+ * Thread safety: a context may be shared by any number of threads calling ops at once. Status
+ * strings and version strings are static; the last-error message is per thread.
+ */
+#ifndef DSA_H
+#define DSA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define DSA_API __declspec(dllimport)
+#elif defined(__GNUC__)
+#define DSA_API __attribute__((visibility("default")))
+#else
+#define DSA_API
+#endif
+
+/* ------------------------------------------------------------------------------------------ */
+/* Versions                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Version of this header. The library's own is dsa_version(); a major mismatch means the ABI
+ *  differs. */
+#define DSA_VERSION_MAJOR 0
+#define DSA_VERSION_MINOR 1
+#define DSA_VERSION_PATCH 0
+/** The three parts in one number: major * 10000 + minor * 100 + patch. */
+#define DSA_VERSION_NUMBER (DSA_VERSION_MAJOR * 10000 + DSA_VERSION_MINOR * 100 + DSA_VERSION_PATCH)
+
+/** Returns the version of the loaded library as major * 10000 + minor * 100 + patch. */
+DSA_API uint32_t dsa_version(void);
+
+/** Returns the version of the loaded library as "MAJOR.MINOR.PATCH". Static storage; never NULL. */
+DSA_API const char* dsa_version_string(void);
+
+/** Returns a one-line description of how the library was built and what it found at run time:
+ *  version, CUDA runtime version and compiled architectures (or "cuda: not built"), and the CPU
+ *  vector paths in use (e.g. "cpu: avx2+fma"). Static storage; never NULL. */
+DSA_API const char* dsa_build_info(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Status codes and errors                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** A status code: 0 is success. Values are stable and never reused. */
+typedef int32_t dsa_status_t;
+/** The call succeeded. */
+#define DSA_STATUS_SUCCESS 0
+/** A NULL pointer, a bad parameter value, or a params struct with a bad struct_size. */
+#define DSA_STATUS_INVALID_ARGUMENT 1
+/** A tensor has the wrong rank, a wrong or inconsistent extent, or a size that overflows. */
+#define DSA_STATUS_SHAPE_MISMATCH 2
+/** A tensor has a dtype the op does not accept. */
+#define DSA_STATUS_DTYPE_MISMATCH 3
+/** Tensors (or the context) are on different devices, or on an unknown device type. */
+#define DSA_STATUS_DEVICE_MISMATCH 4
+/** Strides, overlap or alignment that the op cannot honour (no silent copies are made). */
+#define DSA_STATUS_LAYOUT_UNSUPPORTED 5
+/** The feature exists but not in this build or this version (e.g. CUDA in a CPU-only build, or
+ *  non-zero fields of a newer params struct). */
+#define DSA_STATUS_UNSUPPORTED 6
+/** Host or device memory could not be allocated. */
+#define DSA_STATUS_OUT_OF_MEMORY 7
+/** The CUDA runtime reported an error (no device, launch failure, ...); the message has it. */
+#define DSA_STATUS_CUDA_ERROR 8
+/** The workspace passed is smaller than the matching *_workspace_size() asked for. */
+#define DSA_STATUS_WORKSPACE_TOO_SMALL 9
+/** A bug in libdsa: please report it with the message. */
+#define DSA_STATUS_INTERNAL 10
+
+/** Returns a short static description of a status code ("invalid argument", ...); unknown codes
+ *  give "unknown status". Never NULL. */
+DSA_API const char* dsa_status_string(dsa_status_t status);
+
+/** Returns the message of the last failed call on this thread, naming the offending argument
+ *  and what was expected; "" if no call failed yet. The pointer is valid until the next libdsa
+ *  call on this thread. Never NULL. Successful calls do not clear it. */
+DSA_API const char* dsa_last_error_message(void);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Tensors                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Element type codes. */
+typedef int32_t dsa_dtype_t;
+#define DSA_DTYPE_F32 1
+#define DSA_DTYPE_F16 2
+#define DSA_DTYPE_BF16 3
+/** OCP FP8 e4m3 "fn" (bias 7, max 448, no infinities, 0x7F/0xFF are NaN), one byte each. */
+#define DSA_DTYPE_FP8_E4M3 4
+#define DSA_DTYPE_U8 5
+#define DSA_DTYPE_I32 6
+#define DSA_DTYPE_I64 7
+
+/** Device type codes: equal to DLPack's DLDeviceType values. */
+typedef int32_t dsa_device_type_t;
+#define DSA_DEVICE_CPU 1
+#define DSA_DEVICE_CUDA 2
+
+/** Largest rank of a dsa_tensor_t. */
+#define DSA_MAX_DIMS 8
+
+/** A borrowed, strided view of caller-owned memory.
+ *  Element (i0, i1, ...) lives at data + (i0 * strides[0] + i1 * strides[1] + ...) * element size.
+ *  Strides are in ELEMENTS and must be >= 0; entries past ndim are ignored. A rank-0 tensor is a
+ *  scalar. data may be NULL only when the tensor has no elements. device_id is the CUDA ordinal
+ *  (ignored for CPU). */
+typedef struct dsa_tensor {
+    void* data;
+    int32_t ndim;
+    dsa_dtype_t dtype;
+    dsa_device_type_t device_type;
+    int32_t device_id;
+    int64_t shape[DSA_MAX_DIMS];
+    int64_t strides[DSA_MAX_DIMS];
+} dsa_tensor_t;
+
+/** Fills *tensor as a contiguous (row-major) view of `data` with the given rank, shape and dtype,
+ *  on the given device. Returns DSA_STATUS_INVALID_ARGUMENT if tensor or shape is NULL or ndim is
+ *  outside [0, DSA_MAX_DIMS], DSA_STATUS_SHAPE_MISMATCH for a negative extent or a byte size that
+ *  overflows int64, DSA_STATUS_DTYPE_MISMATCH for an unknown dtype. */
+DSA_API dsa_status_t dsa_tensor_init_contiguous(dsa_tensor_t* tensor, void* data, int32_t ndim,
+                                                const int64_t* shape, dsa_dtype_t dtype,
+                                                dsa_device_type_t device_type, int32_t device_id);
+
+/** Returns the size in bytes of one element of `dtype`, or 0 for an unknown code. */
+DSA_API size_t dsa_dtype_size(dsa_dtype_t dtype);
+
+/** A CUDA stream. A cudaStream_t converts to it without a cast; NULL is the legacy default
+ *  stream. */
+typedef struct CUstream_st* dsa_stream_t;
+
+/* ------------------------------------------------------------------------------------------ */
+/* Context                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** An opaque handle holding the device, the CPU thread pool and cached device properties. */
+typedef struct dsa_context dsa_context_t;
+
+/** Options for dsa_context_create. */
+typedef struct dsa_context_options {
+    uint32_t struct_size;          /**< sizeof(dsa_context_options_t); set by the init function */
+    dsa_device_type_t device_type; /**< DSA_DEVICE_CPU (default) or DSA_DEVICE_CUDA */
+    int32_t device_id;             /**< CUDA device ordinal (default 0); ignored for CPU */
+    int32_t num_threads;           /**< CPU worker threads; 0 (default) = the machine's cores.
+                                        Results never depend on this number. */
+} dsa_context_options_t;
+
+/** Fills *options with defaults (CPU, device 0, all cores). Returns DSA_STATUS_INVALID_ARGUMENT
+ *  if options is NULL. */
+DSA_API dsa_status_t dsa_context_options_init(dsa_context_options_t* options);
+
+/** Creates a context. options may be NULL (defaults). On success *context owns a new context
+ *  that the caller frees with dsa_context_destroy; on failure *context is set to NULL.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (context NULL, num_threads < 0, bad struct_size),
+ *  DSA_STATUS_DEVICE_MISMATCH (unknown device type), DSA_STATUS_UNSUPPORTED (CUDA asked of a
+ *  CPU-only build), DSA_STATUS_CUDA_ERROR (no such CUDA device or no usable driver),
+ *  DSA_STATUS_OUT_OF_MEMORY. */
+DSA_API dsa_status_t dsa_context_create(dsa_context_t** context,
+                                        const dsa_context_options_t* options);
+
+/** Destroys a context created by dsa_context_create. NULL is a no-op. The caller must ensure that
+ *  no other thread is using it and that CUDA work launched with it has completed. */
+DSA_API void dsa_context_destroy(dsa_context_t* context);
+
+/** Writes the context's device type and id. Returns DSA_STATUS_INVALID_ARGUMENT for NULL
+ *  arguments. */
+DSA_API dsa_status_t dsa_context_device(const dsa_context_t* context,
+                                        dsa_device_type_t* device_type, int32_t* device_id);
+
+/** Writes the number of CPU threads the context uses (>= 1). */
+DSA_API dsa_status_t dsa_context_num_threads(const dsa_context_t* context, int32_t* num_threads);
+
+/* ------------------------------------------------------------------------------------------ */
+/* FP8 block quantisation (DSA_SPEC section 2)                                                  */
+/* ------------------------------------------------------------------------------------------ */
+
+/** How a group's scale is chosen. */
+typedef int32_t dsa_scale_format_t;
+/** s = amax / 448, any f32 value. */
+#define DSA_SCALE_FORMAT_F32 0
+/** s = 2^ceil(log2(amax / 448)): an exact power of two rounded up (DeepSeek-V3.2), stored as
+ *  f32. Dequantisation with it is exact scaling. */
+#define DSA_SCALE_FORMAT_UE8M0 1
+
+/** Parameters of dsa_quantize_fp8 and dsa_dequantize_fp8. */
+typedef struct dsa_quantize_fp8_params {
+    uint32_t struct_size;            /**< sizeof(dsa_quantize_fp8_params_t) */
+    int32_t group_size;              /**< B: consecutive elements sharing a scale; default 128 */
+    dsa_scale_format_t scale_format; /**< default DSA_SCALE_FORMAT_F32 */
+    float amax_floor;                /**< lower bound on a group's amax; default 1e-4; > 0 */
+} dsa_quantize_fp8_params_t;
+
+/** Fills *params with the defaults above. */
+DSA_API dsa_status_t dsa_quantize_fp8_params_init(dsa_quantize_fp8_params_t* params);
+
+/** Quantises x [..., N] (f32, bf16 or f16) to e4m3 codes q [..., N] (FP8_E4M3 or U8) and f32
+ *  scales [..., N / group_size], group by group along the last dimension:
+ *  amax = max(max |x_i| over the group's finite values, amax_floor); s as scale_format says;
+ *  q_i = e4m3(clamp(x_i / s, -448, 448)) rounded to nearest even.
+ *  Non-finite inputs: NaN encodes as the NaN code (sign kept) and does not affect the scale;
+ *  +-Inf saturates to +-448 and does not affect the scale.
+ *  Layout: the last dimension of x and q must be contiguous (stride 1) and scales' last stride
+ *  is free; leading dimensions may have any strides; all three have the same leading shape.
+ *  Outputs must not overlap each other or x.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL ctx/tensor/data, group_size <= 0 or not dividing N,
+ *  amax_floor not > 0 or not finite, unknown scale_format), DSA_STATUS_SHAPE_MISMATCH,
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
+ *  DSA_STATUS_UNSUPPORTED, DSA_STATUS_CUDA_ERROR. */
+DSA_API dsa_status_t dsa_quantize_fp8(dsa_context_t* context,
+                                      const dsa_quantize_fp8_params_t* params,
+                                      const dsa_tensor_t* x, const dsa_tensor_t* q,
+                                      const dsa_tensor_t* scales, dsa_stream_t stream);
+
+/** The inverse of dsa_quantize_fp8: y_i = f32(q_i) * s for q [..., N] (FP8_E4M3 or U8) and
+ *  scales f32 [..., N / group_size] into y [..., N] (f32 or bf16, bf16 rounded to nearest even).
+ *  Only params->group_size is read. NaN codes give NaN. Layout rules and statuses as
+ *  dsa_quantize_fp8 (y must not overlap q or scales). */
+DSA_API dsa_status_t dsa_dequantize_fp8(dsa_context_t* context,
+                                        const dsa_quantize_fp8_params_t* params,
+                                        const dsa_tensor_t* q, const dsa_tensor_t* scales,
+                                        const dsa_tensor_t* y, dsa_stream_t stream);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Hadamard rotation (DSA_SPEC section 3)                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Parameters of dsa_hadamard. */
+typedef struct dsa_hadamard_params {
+    uint32_t struct_size; /**< sizeof(dsa_hadamard_params_t) */
+    float scale;          /**< multiplier of the result; 0 (default) means n^-0.5 (orthonormal) */
+} dsa_hadamard_params_t;
+
+/** Fills *params with the defaults above. */
+DSA_API dsa_status_t dsa_hadamard_params_init(dsa_hadamard_params_t* params);
+
+/** y = (x . H_n) * scale for every length-n vector along the last dimension, H_n the Sylvester
+ *  Hadamard matrix in natural order, n a power of two in [1, 1024]. x and y are both f32 or both
+ *  bf16 (computed in f32, bf16 output rounded to nearest even) with the same shape; their last
+ *  dimension must be contiguous. y may be x itself (same data and layout: in place); any other
+ *  overlap is DSA_STATUS_LAYOUT_UNSUPPORTED. Statuses as dsa_quantize_fp8. */
+DSA_API dsa_status_t dsa_hadamard(dsa_context_t* context, const dsa_hadamard_params_t* params,
+                                  const dsa_tensor_t* x, const dsa_tensor_t* y,
+                                  dsa_stream_t stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* DSA_H */
