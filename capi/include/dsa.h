@@ -268,6 +268,30 @@ DSA_API dsa_status_t dsa_hadamard(dsa_context_t* context, const dsa_hadamard_par
                                   const dsa_tensor_t* x, const dsa_tensor_t* y,
                                   dsa_stream_t stream);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Top-k selection (DSA_SPEC section 5)                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+/* (end of the topk section) */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Lightning indexer (DSA_SPEC section 4) and its key cache (section 7.1)                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/* (end of the indexer section) */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sparse MLA attention (DSA_SPEC section 6) and the MLA FP8 cache (section 7.2)              */
+/* ------------------------------------------------------------------------------------------ */
+
+/* (end of the sparse attention section) */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Fused indexer + top-k, and the one-call DSA layer                                          */
+/* ------------------------------------------------------------------------------------------ */
+
+/* (end of the pipeline section) */
+
 #ifdef __cplusplus
 }
 #endif
