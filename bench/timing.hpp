@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <immintrin.h>
 #include <thread>
 #include <vector>
 
@@ -28,16 +29,17 @@ inline double median_seconds(const std::function<void()>& run, int repeats = 10,
 // Independent FMA chains per thread, so the loop runs at the core's FMA throughput. Compiled for
 // AVX2+FMA when the CPU has it (the library's own vector path), else baseline.
 __attribute__((target("avx2,fma"))) inline float fma_chains_avx2(int64_t iterations) {
-    typedef float v8 __attribute__((vector_size(32)));
-    v8 acc[10];
-    const v8 a = {1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f, 1.0000001f};
-    const v8 b = {1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f, 1e-7f};
-    for (int j = 0; j < 10; ++j) acc[j] = b * static_cast<float>(j);
+    __m256 acc[10];
+    const __m256 a = _mm256_set1_ps(1.0000001f), b = _mm256_set1_ps(1e-7f);
+    for (int j = 0; j < 10; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));
     for (int64_t i = 0; i < iterations; ++i)
-        for (int j = 0; j < 10; ++j) acc[j] = __builtin_ia32_vfmaddps256(acc[j], a, b);
+        for (int j = 0; j < 10; ++j) acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+    alignas(32) float lanes[8];
     float sum = 0;
-    for (int j = 0; j < 10; ++j)
-        for (int lane = 0; lane < 8; ++lane) sum += acc[j][lane];
+    for (int j = 0; j < 10; ++j) {
+        _mm256_store_ps(lanes, acc[j]);
+        for (float lane : lanes) sum += lane;
+    }
     return sum;
 }
 
