@@ -23,13 +23,7 @@ inline Status launch_status(const char* kernel) { return runtime_status(cudaGetL
 // calling libdsa never changes which device the caller's thread has selected.
 class DeviceScope {
 public:
-    explicit DeviceScope(int device) {
-        status_ = runtime_status(cudaGetDevice(&previous_), "cudaGetDevice");
-        if (status_.ok() && previous_ != device) {
-            status_ = runtime_status(cudaSetDevice(device), "cudaSetDevice");
-            switched_ = status_.ok();
-        }
-    }
+    explicit DeviceScope(int device) : status_(enter(device)) {}
     ~DeviceScope() {
         if (switched_) cudaSetDevice(previous_);
     }
@@ -38,6 +32,14 @@ public:
     const Status& status() const { return status_; }
 
 private:
+    Status enter(int device) {
+        DSA_TRY(runtime_status(cudaGetDevice(&previous_), "cudaGetDevice"));
+        if (previous_ == device) return Status::success();
+        DSA_TRY(runtime_status(cudaSetDevice(device), "cudaSetDevice"));
+        switched_ = true;
+        return Status::success();
+    }
+
     int previous_ = 0;
     bool switched_ = false;
     Status status_;
