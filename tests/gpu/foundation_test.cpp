@@ -13,8 +13,7 @@ TEST_CASE("CUDA quantize_fp8 and dequantize_fp8 equal the CPU bitwise (strided r
     std::vector<float> storage = random_floats(outer * inner * 2 * n, 17, -5.0f, 5.0f);
     for (size_t i = 0; i < storage.size(); i += 1031) storage[i] *= 300.0f;
     for (dsa_scale_format_t format : {DSA_SCALE_FORMAT_F32, DSA_SCALE_FORMAT_UE8M0}) {
-        for (int32_t group : {128, 64, 7 * 73}) {
-            if (n % group) continue;
+        for (int32_t group : {128, 64, 32}) {
             CAPTURE(format); CAPTURE(group);
             dsa_quantize_fp8_params_t params;
             dsa_quantize_fp8_params_init(&params);
