@@ -272,6 +272,66 @@ DSA_API dsa_status_t dsa_hadamard(dsa_context_t* context, const dsa_hadamard_par
 /* Top-k selection (DSA_SPEC section 5)                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Output order of dsa_topk (the selected SET never depends on it). */
+typedef uint32_t dsa_topk_order_t;
+/** A deterministic order that is otherwise unspecified (the fastest). */
+#define DSA_TOPK_ORDER_UNSPECIFIED 0
+/** Score descending, ties by ascending index; NaN-scored (forced) tokens last, by index. */
+#define DSA_TOPK_ORDER_SCORE 1
+/** Ascending token index. */
+#define DSA_TOPK_ORDER_INDEX 2
+
+/** Parameters of dsa_topk. */
+typedef struct dsa_topk_params {
+    uint32_t struct_size;   /**< sizeof(dsa_topk_params_t) */
+    int32_t k;              /**< tokens selected per row; default 2048; >= 1 (may exceed N) */
+    dsa_topk_order_t order; /**< default DSA_TOPK_ORDER_UNSPECIFIED */
+    int32_t n_sink;         /**< default 0; >= 0: the first n_sink tokens of each row's window are
+                                 always selected */
+    int32_t n_local;        /**< default 0; >= 0: the last n_local tokens of each row's window are
+                                 always selected; n_sink + n_local <= k */
+    int32_t page_size;      /**< tokens per page of the block table; default 64; >= 1 (checked
+                                 even when no block table is passed) */
+} dsa_topk_params_t;
+
+/** Fills *params with the defaults above. Returns DSA_STATUS_INVALID_ARGUMENT if params is
+ *  NULL. */
+DSA_API dsa_status_t dsa_topk_params_init(dsa_topk_params_t* params);
+
+/** Selects, for every row r of scores f32 [R, N], the k best tokens of the row's window and
+ *  writes their indices to indices int32 [R, k].
+ *
+ *  Window: [row_starts[r], row_ends[r]) clamped to [0, N]; start >= end is an empty window.
+ *  row_starts NULL means 0 for every row, row_ends NULL means N. The values are data (a GPU
+ *  cannot check them without a synchronisation), so they are clamped, never rejected.
+ *  Preference: larger score first; equal scores prefer the smaller index, so the selected set is
+ *  exact and deterministic. -inf is valid but least preferred; NaN is never selected except as a
+ *  forced token.
+ *  Hybrid selection: the first min(n_sink, len) and the last min(n_local, len) tokens of the
+ *  window (len its length) are always selected, whatever their score (NaN included), and count
+ *  toward k; the remaining slots take the best other tokens of the window.
+ *  Output: column indices (token positions in [0, N)), ordered as params->order says, then -1
+ *  padding at the END of the row where fewer than k tokens are selectable (k > window, NaN).
+ *  Block table: with block_table int32 [B, max_pages] (B >= 1 dividing R), row r uses block-table
+ *  row b = r / (R / B) and each index i becomes the physical slot
+ *  block_table[b][i / page_size] * page_size + i % page_size. -1 stays -1; a page index
+ *  >= max_pages, a negative entry or a slot that does not fit int32 gives -1 (never an
+ *  out-of-bounds read). The order is decided on the token indices before translation.
+ *  Layout: scores' last dimension contiguous (row stride free); row_starts, row_ends int32 [R]
+ *  and block_table any strides; indices' last dimension contiguous (row stride free), must not
+ *  overlap itself or any input.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, scores or indices, bad struct_size,
+ *  k < 1, n_sink or n_local < 0, n_sink + n_local > k, unknown order, page_size < 1),
+ *  DSA_STATUS_SHAPE_MISMATCH (ranks, row_starts/row_ends not [R], indices not [R, k], B not
+ *  dividing R), DSA_STATUS_DTYPE_MISMATCH (scores not f32, others not int32),
+ *  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps),
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet;
+ *  newer params fields), DSA_STATUS_OUT_OF_MEMORY. */
+DSA_API dsa_status_t dsa_topk(dsa_context_t* context, const dsa_topk_params_t* params,
+                              const dsa_tensor_t* scores, const dsa_tensor_t* row_starts,
+                              const dsa_tensor_t* row_ends, const dsa_tensor_t* block_table,
+                              const dsa_tensor_t* indices, dsa_stream_t stream);
+
 /* (end of the topk section) */
 
 /* ------------------------------------------------------------------------------------------ */
