@@ -25,15 +25,32 @@ int32_t composite_token(uint64_t composite) {
     return static_cast<int32_t>(0xffffffffu - static_cast<uint32_t>(composite));
 }
 
+// Rows are processed in blocks: the keys of a block are computed in one vectorised loop, then
+// consumed by the scalar counting or splitting loop from L1.
+constexpr int64_t kBlock = 512;
+
+// Keys of scores[0, count), count <= kBlock; returns the largest. Two loops, because GCC does not
+// vectorise the maximum when it is fused into the first.
+DSA_CPU_MULTIVERSION uint32_t block_keys(const float* scores, int64_t count, uint32_t* keys) {
+    for (int64_t i = 0; i < count; ++i) keys[i] = topk_preference_key(scores[i]);
+    uint32_t largest = 0;
+    for (int64_t i = 0; i < count; ++i) largest = largest > keys[i] ? largest : keys[i];
+    return largest;
+}
+
 // Histogram of the first digit of scores[begin, end). Four interleaved tables keep runs of equal
 // keys (ReLU plateaus of exact 0.0) from serialising on one counter.
-DSA_CPU_MULTIVERSION void histogram_first_digit(const float* scores, int64_t begin, int64_t end,
-                                                uint32_t* histogram) {
+void histogram_first_digit(const float* scores, int64_t begin, int64_t end, uint32_t* histogram) {
     uint32_t tables[4][kBins] = {};
-    int64_t j = begin;
-    for (; j + 4 <= end; j += 4)
-        for (int lane = 0; lane < 4; ++lane) ++tables[lane][topk_preference_key(scores[j + lane]) >> kTopShift];
-    for (; j < end; ++j) ++tables[0][topk_preference_key(scores[j]) >> kTopShift];
+    alignas(64) uint32_t keys[kBlock];
+    for (int64_t block = begin; block < end; block += kBlock) {
+        const int64_t count = std::min(kBlock, end - block);
+        block_keys(scores + block, count, keys);
+        int64_t i = 0;
+        for (; i + 4 <= count; i += 4)
+            for (int lane = 0; lane < 4; ++lane) ++tables[lane][keys[i + lane] >> kTopShift];
+        for (; i < count; ++i) ++tables[0][keys[i] >> kTopShift];
+    }
     for (int bin = 0; bin < kBins; ++bin)
         histogram[bin] = tables[0][bin] + tables[1][bin] + tables[2][bin] + tables[3][bin];
 }
@@ -48,45 +65,48 @@ int threshold_bin(const uint32_t* histogram, int64_t needed, int64_t* above) {
     return bin;
 }
 
+uint64_t candidate(uint32_t key, int64_t token) { return (static_cast<uint64_t>(key) << 32) | static_cast<uint32_t>(token); }
+uint32_t candidate_key(uint64_t packed) { return static_cast<uint32_t>(packed >> 32); }
+int32_t candidate_token(uint64_t packed) { return static_cast<int32_t>(static_cast<uint32_t>(packed)); }
+
 // One pass over scores[begin, end): tokens whose first digit beats `threshold` go to `out` (in
-// index order), those equal to it become candidates (key and token, in index order). Writes are
-// unconditional and the cursors advance by the comparison, so the loop has no data-dependent
-// branch; `out` has room for one more than it receives and the candidate buffers for the window.
-DSA_CPU_MULTIVERSION int64_t split_first_digit(const float* scores, int64_t begin, int64_t end, uint32_t threshold,
-                                               int32_t* out, uint32_t* candidate_keys, int32_t* candidate_tokens,
-                                               int64_t* candidate_count) {
-    int64_t taken = 0, candidates = 0;
-    for (int64_t j = begin; j < end; ++j) {
-        const uint32_t key = topk_preference_key(scores[j]);
-        const uint32_t digit = key >> kTopShift;
-        out[taken] = static_cast<int32_t>(j);
-        taken += digit > threshold;
-        candidate_keys[candidates] = key;
-        candidate_tokens[candidates] = static_cast<int32_t>(j);
-        candidates += digit == threshold;
+// index order), those equal to it become candidates (in index order). Blocks whose best key is
+// below the threshold bin are skipped whole. Writes are unconditional and the cursors advance by
+// the comparison, so the inner loop has no data-dependent branch: `out` has room for one more
+// than it receives and `candidates` for one more than the threshold bin holds.
+void split_first_digit(const float* scores, int64_t begin, int64_t end, uint32_t threshold, int32_t* out,
+                       uint64_t* candidates) {
+    alignas(64) uint32_t keys[kBlock];
+    int64_t taken = 0, count = 0;
+    for (int64_t block = begin; block < end; block += kBlock) {
+        const int64_t length = std::min(kBlock, end - block);
+        if ((block_keys(scores + block, length, keys) >> kTopShift) < threshold) continue;
+        for (int64_t i = 0; i < length; ++i) {
+            const uint32_t digit = keys[i] >> kTopShift;
+            out[taken] = static_cast<int32_t>(block + i);
+            taken += digit > threshold;
+            candidates[count] = candidate(keys[i], block + i);
+            count += digit == threshold;
+        }
     }
-    *candidate_count = candidates;
-    return taken;
 }
 
 // Narrows `count` candidates (all with equal higher digits) on the digit (key >> shift) & mask:
 // candidates in better bins go to `out`, those in the threshold bin are kept, in order, at the
-// front of the buffers. Returns how many went to `out`; *count becomes the kept number.
-int64_t narrow_candidates(uint32_t* keys, int32_t* tokens, int64_t* count, int64_t needed, int shift, uint32_t mask,
+// front of the buffer. Returns how many went to `out`; *count becomes the kept number.
+int64_t narrow_candidates(uint64_t* candidates, int64_t* count, int64_t needed, int shift, uint32_t mask,
                           int32_t* out) {
     uint32_t histogram[kBins] = {};
-    for (int64_t i = 0; i < *count; ++i) ++histogram[(keys[i] >> shift) & mask];
+    for (int64_t i = 0; i < *count; ++i) ++histogram[(candidate_key(candidates[i]) >> shift) & mask];
     int64_t above = 0;
     const uint32_t threshold = static_cast<uint32_t>(threshold_bin(histogram, needed, &above));
     int64_t taken = 0, kept = 0;
     for (int64_t i = 0; i < *count; ++i) {
-        const uint32_t digit = (keys[i] >> shift) & mask;
-        if (digit > threshold) {
-            out[taken++] = tokens[i];
-        } else if (digit == threshold) {
-            keys[kept] = keys[i];
-            tokens[kept++] = tokens[i];
-        }
+        const uint32_t digit = (candidate_key(candidates[i]) >> shift) & mask;
+        if (digit > threshold)
+            out[taken++] = candidate_token(candidates[i]);
+        else if (digit == threshold)
+            candidates[kept++] = candidates[i];
     }
     *count = kept;
     return taken;
@@ -127,23 +147,24 @@ int64_t select_best(const float* scores, int64_t begin, int64_t end, int64_t nee
     }
     int64_t taken = 0;
     const uint32_t threshold = static_cast<uint32_t>(threshold_bin(histogram, needed, &taken));
-    if (scratch.candidate_keys.size() < static_cast<size_t>(length)) {
-        scratch.candidate_keys.resize(static_cast<size_t>(length));
-        scratch.candidate_tokens.resize(static_cast<size_t>(length));
+    int64_t count = histogram[threshold];
+    // The split's unconditional store may land one past the last candidate.
+    const int64_t capacity = count + 1;
+    if (scratch.candidate_capacity < capacity) {
+        scratch.candidates = std::make_unique_for_overwrite<uint64_t[]>(static_cast<size_t>(capacity));
+        scratch.candidate_capacity = capacity;
     }
-    uint32_t* keys = scratch.candidate_keys.data();
-    int32_t* tokens = scratch.candidate_tokens.data();
-    int64_t count = 0;
+    uint64_t* candidates = scratch.candidates.get();
     // taken < needed elements beat the threshold, so out has the spare slot the split writes.
-    split_first_digit(scores, begin, end, threshold, out, keys, tokens, &count);
+    split_first_digit(scores, begin, end, threshold, out, candidates);
     // The remaining bits: 11 (bits 20..10), then 10 (bits 9..0).
     const int shifts[2] = {32 - 2 * kDigitBits, 0};
     const uint32_t masks[2] = {kBins - 1, (1u << (32 - 2 * kDigitBits)) - 1};
     for (int level = 0; level < 2 && count > needed - taken; ++level)
-        taken += narrow_candidates(keys, tokens, &count, needed - taken, shifts[level], masks[level], out + taken);
+        taken += narrow_candidates(candidates, &count, needed - taken, shifts[level], masks[level], out + taken);
     // Every remaining candidate has the same key (or all are needed): the first are the smallest
     // indices.
-    for (int64_t i = 0; taken < needed; ++i) out[taken++] = tokens[i];
+    for (int64_t i = 0; taken < needed; ++i) out[taken++] = candidate_token(candidates[i]);
     return taken;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "../context.hpp"
@@ -45,15 +46,16 @@ struct TopkProblem {
 Status topk(Context& context, const TopkConfig& config, const TensorView* scores, const TensorView* row_starts,
             const TensorView* row_ends, const TensorView* block_table, const TensorView* indices, Stream stream);
 
-// The order of preference as an unsigned key: a larger key is a better score. Finite values and
-// +-inf map monotonically (flip all bits of negatives, set the sign bit of positives); -0.0 is
-// read as +0.0 since the two scores are equal (a tie, decided by index); every NaN maps to 0,
-// below -inf (whose key is 0x007fffff).
+// The order of preference as an unsigned key: a larger key is a better score. A score of
+// magnitude m maps to 2^31 + m or 2^31 - m by its sign, which is monotonic over finite values and
+// +-inf (-inf is 0x00800000) and reads -0.0 as +0.0 (equal scores: a tie, decided by index); every
+// NaN maps to 0, below -inf. Arithmetic and selects only, so CPU loops over it vectorise.
 DSA_HOST_DEVICE uint32_t topk_preference_key(float score) {
-    uint32_t bits = float_bits(score);
-    if (is_nan_bits(bits)) return 0u;
-    if (bits == 0x80000000u) bits = 0u;
-    return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+    const uint32_t bits = float_bits(score);
+    const uint32_t magnitude = bits & 0x7fffffffu;
+    const uint32_t negative = static_cast<uint32_t>(static_cast<int32_t>(bits) >> 31);  // all ones or 0
+    const uint32_t key = 0x80000000u + ((magnitude ^ negative) - negative);
+    return magnitude > 0x7f800000u ? 0u : key;
 }
 
 // A row's window [start, end) clamped to [begin, end) within [0, n]; start >= end gives an empty
@@ -106,8 +108,8 @@ namespace cpu {
 
 // Buffers select_topk_row reuses between rows, so a chunk of rows allocates once.
 struct TopkScratch {
-    std::vector<uint32_t> candidate_keys;
-    std::vector<int32_t> candidate_tokens;
+    std::unique_ptr<uint64_t[]> candidates;  // (key << 32) | token, never zero-filled
+    int64_t candidate_capacity = 0;
     std::vector<uint64_t> sort_keys;
 };
 
