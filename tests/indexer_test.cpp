@@ -342,13 +342,19 @@ TEST_CASE("indexer_logits: several tasks in both directions, causal from positio
     causal.check(causal.run(context), causal.reference());
 }
 
-TEST_CASE("indexer_logits results are bitwise identical for 1, 2 and 3 threads") {
-    Prefill problem(29, 2100, 7, 64, 5, 1, 2);
-    problem.ragged(6);
-    Context one(1), two(2), three(3);
-    const std::vector<float> reference = problem.run(one);
-    CHECK(same_bits(problem.run(two), reference));
-    CHECK(same_bits(problem.run(three), reference));
+TEST_CASE("indexer_logits results are bitwise identical for 1, 2 and 3 threads and for any task shape") {
+    // 150 rows = 19 row blocks: 1 and 2 threads give each task whole rows, 3 threads split the
+    // rows into 2048-token chunks too; 29 rows are chunked for every thread count.
+    for (int64_t rows : {150, 29}) {
+        CAPTURE(rows);
+        Prefill problem(rows, 2100, 7, 64, 5, 1, 2);
+        problem.ragged(6);
+        Context one(1), two(2), three(3);
+        const std::vector<float> reference = problem.run(one);
+        problem.check(reference, problem.reference());
+        CHECK(same_bits(problem.run(two), reference));
+        CHECK(same_bits(problem.run(three), reference));
+    }
 }
 
 TEST_CASE("indexer_logits: a NaN key code gives NaN in the rows that see it, nowhere else") {

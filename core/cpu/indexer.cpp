@@ -1,6 +1,6 @@
 // CPU lightning indexer and key-cache writer.
 //
-// Logits: work is cut into tasks of (up to 8 query rows) x (2048 tokens). A task decodes its
+// Logits: work is cut into tasks of up to 8 query rows (x 2048 tokens when rows are few). A task decodes its
 // rows' q codes to f32 once, then walks the 16-token key panels that meet the rows' windows:
 // each panel is decoded to f32 [dim][16] once and scored for every row and head by a
 // register-blocked FMA micro-kernel (6 heads x 16 tokens = 12 accumulators), whose epilogue
@@ -29,7 +29,7 @@ namespace {
 constexpr int64_t kPanelTokens = 16;    // tokens per micro-kernel call: two AVX2 vectors
 constexpr int kHeadBlock = 6;           // heads per micro-kernel call: 2 x 6 accumulators + 3 temporaries
 constexpr int64_t kRowBlock = 8;        // query rows that share each decoded key panel
-constexpr int64_t kColumnChunk = 2048;  // tokens per task: enough tasks for the pool even at one row
+constexpr int64_t kColumnChunk = 2048;  // tokens per task when there are too few rows to share out
 static_assert(kIndexerPageTokens % kPanelTokens == 0, "a key panel must not straddle two pages");
 static_assert(kColumnChunk % kPanelTokens == 0, "tasks start on a panel boundary");
 
@@ -292,14 +292,19 @@ void indexer_logits_rows(Context& context, const IndexerProblem& problem, int64_
     }
     block_starts.push_back(row_end);
     const int64_t blocks = static_cast<int64_t>(block_starts.size()) - 1;
-    const int64_t chunks = (problem.columns + kColumnChunk - 1) / kColumnChunk;
+    // Row blocks alone keep the pool busy in prefill: a task then takes whole rows and decodes
+    // their q once. Few rows (decode) are split into column chunks as well. Either way each
+    // logit is computed the same way, so the choice cannot change a bit of the result.
+    const bool many_blocks = blocks >= 8 * static_cast<int64_t>(context.pool().num_threads());
+    const int64_t chunk_columns = many_blocks ? std::max<int64_t>(problem.columns, 1) : kColumnChunk;
+    const int64_t chunks = (problem.columns + chunk_columns - 1) / chunk_columns;
     const PanelKernels& kernels = panel_kernels();
     context.pool().parallel_for(blocks * chunks, 1, [&](int64_t first, int64_t last) {
         for (int64_t task = first; task < last; ++task) {
             const int64_t block = task / chunks, chunk = task % chunks;
             const int64_t rows_begin = block_starts[static_cast<size_t>(block)];
-            Task(problem, kernels, rows_begin, block_starts[static_cast<size_t>(block + 1)], chunk * kColumnChunk,
-                 std::min(problem.columns, (chunk + 1) * kColumnChunk),
+            Task(problem, kernels, rows_begin, block_starts[static_cast<size_t>(block + 1)], chunk * chunk_columns,
+                 std::min(problem.columns, (chunk + 1) * chunk_columns),
                  out + (rows_begin - row_begin) * out_row_stride, out_row_stride)
                 .run();
         }
