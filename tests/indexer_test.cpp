@@ -331,7 +331,7 @@ TEST_CASE("indexer_logits matches the reference: H_I 1/3/64, D_I 64/128, causal 
     }
 }
 
-TEST_CASE("indexer_logits: several tasks in both directions, causal from position 0, column-major weights") {
+TEST_CASE("indexer_logits: several tasks in both directions, causal from position 0, column-major weights, D_I 20") {
     Context context(3);
     Prefill problem(45, 2100 + 37, 3, 64, 77, 0, 0, /*transposed=*/true);  // > one 2048-token chunk
     problem.ragged(78);
@@ -340,6 +340,9 @@ TEST_CASE("indexer_logits: several tasks in both directions, causal from positio
     problem.check(problem.run(context), problem.reference());
     Prefill causal(45, 45, 5, 64, 79);
     causal.check(causal.run(context), causal.reference());
+    Prefill narrow(13, 50, 2, 20, 80);  // D_I not a multiple of 8
+    narrow.ragged(81);
+    narrow.check(narrow.run(context), narrow.reference());
 }
 
 TEST_CASE("indexer_logits results are bitwise identical for 1, 2 and 3 threads and for any task shape") {
@@ -354,6 +357,40 @@ TEST_CASE("indexer_logits results are bitwise identical for 1, 2 and 3 threads a
         problem.check(reference, problem.reference());
         CHECK(same_bits(problem.run(two), reference));
         CHECK(same_bits(problem.run(three), reference));
+    }
+}
+
+TEST_CASE("indexer_logits decodes every e4m3 key code exactly (vector and tail columns)") {
+    // Token s holds code s in column `column`, zeros elsewhere; q is +1 (row 0) or -1 (row 1) in
+    // that column. Every product and sum is exact, so logits are ReLU(+-value(s)) exactly.
+    Context context(1);
+    for (int64_t dim : {8, 11}) {
+        for (int64_t column : {int64_t(3), dim - 1}) {
+            CAPTURE(dim);
+            CAPTURE(column);
+            std::vector<uint8_t> q(2 * dim, 0), k(256 * dim, 0);
+            q[column] = 0x38;        // +1
+            q[dim + column] = 0xb8;  // -1
+            for (int64_t code = 0; code < 256; ++code) k[code * dim + column] = static_cast<uint8_t>(code);
+            std::vector<float> w(2, 1.0f), scale(256, 1.0f), out(2 * 256);
+            std::vector<int32_t> ks(2, 0), ke(2, 256);
+            dsa_tensor_t qt = view(q.data(), {2, 1, dim}, DSA_DTYPE_U8), wt = view(w.data(), {2, 1}, DSA_DTYPE_F32),
+                         kt = view(k.data(), {256, dim}, DSA_DTYPE_U8), st = view(scale.data(), {256}, DSA_DTYPE_F32),
+                         kst = view(ks.data(), {2}, DSA_DTYPE_I32), ket = view(ke.data(), {2}, DSA_DTYPE_I32),
+                         lt = view(out.data(), {2, 256}, DSA_DTYPE_F32);
+            REQUIRE(dsa_indexer_logits(context, nullptr, &qt, &wt, &kt, &st, &kst, &ket, &lt, nullptr) == DSA_STATUS_SUCCESS);
+            for (int code = 0; code < 256; ++code) {
+                const float value = dsa::decode_e4m3(static_cast<uint8_t>(code));
+                CAPTURE(code);
+                if (is_nan_float(value)) {
+                    CHECK(is_nan_float(out[code]));
+                    CHECK(is_nan_float(out[256 + code]));
+                } else {
+                    CHECK(out[code] == std::fmax(value, 0.0f));
+                    CHECK(out[256 + code] == std::fmax(-value, 0.0f));
+                }
+            }
+        }
     }
 }
 

@@ -97,9 +97,79 @@ __attribute__((target("avx2,fma"))) void score_panel_avx2(const float* q, const 
 }
 #endif
 
-// Kernels for head blocks of 1 .. kHeadBlock heads (index = heads; 0 unused).
+// Decodes the codes of a panel's 16 tokens (rows[j], dim codes each; NULL = no token) into
+// panel [dim][16] f32, zeros for missing tokens.
+using PanelDecoder = void (*)(const uint8_t* const* rows, int64_t dim, float* panel);
+
+void decode_panel_portable(const uint8_t* const* rows, int64_t dim, float* panel) {
+    const float* table = e4m3_table();
+    for (int64_t j = 0; j < kPanelTokens; ++j) {
+        if (rows[j] == nullptr) {
+            for (int64_t d = 0; d < dim; ++d) panel[d * kPanelTokens + j] = 0.0f;
+        } else {
+            for (int64_t d = 0; d < dim; ++d) panel[d * kPanelTokens + j] = table[rows[j][d]];
+        }
+    }
+}
+
+#ifdef DSA_INDEXER_AVX2
+// 8 e4m3 codes -> their exact f32 values, as decode_e4m3 gives them, without a table: normal
+// codes move their exponent and mantissa bits into place and rebias (+120), subnormal codes are
+// m * 2^-9, 0x7f is NaN, and the sign is ORed back.
+__attribute__((target("avx2,fma"))) inline __m256 decode8_avx2(const uint8_t* codes) {
+    const __m256i code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+    const __m256i magnitude = _mm256_and_si256(code, _mm256_set1_epi32(0x7f));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(code, _mm256_set1_epi32(0x80)), 24);
+    const __m256 normal =
+        _mm256_castsi256_ps(_mm256_add_epi32(_mm256_slli_epi32(magnitude, 20), _mm256_set1_epi32(120 << 23)));
+    const __m256 subnormal = _mm256_mul_ps(_mm256_cvtepi32_ps(magnitude), _mm256_set1_ps(1.0f / 512.0f));
+    __m256 value = _mm256_blendv_ps(normal, subnormal,
+                                    _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), magnitude)));
+    value = _mm256_blendv_ps(value, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)),
+                             _mm256_castsi256_ps(_mm256_cmpeq_epi32(magnitude, _mm256_set1_epi32(0x7f))));
+    return _mm256_or_ps(value, _mm256_castsi256_ps(sign));
+}
+
+// Blocks of 8 tokens x 8 codes: decode each token's 8 codes, transpose 8 x 8 in registers, store
+// 8 rows of the panel. The last dim % 8 codes go through the table.
+__attribute__((target("avx2,fma"))) void decode_panel_avx2(const uint8_t* const* rows, int64_t dim, float* panel) {
+    const int64_t vector_dim = dim / 8 * 8;
+    for (int64_t group = 0; group < kPanelTokens; group += 8) {
+        for (int64_t d = 0; d < vector_dim; d += 8) {
+            __m256 r[8];
+            for (int j = 0; j < 8; ++j)
+                r[j] = rows[group + j] != nullptr ? decode8_avx2(rows[group + j] + d) : _mm256_setzero_ps();
+            const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
+            const __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
+            const __m256 s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xee);
+            const __m256 s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xee);
+            float* out = panel + d * kPanelTokens + group;
+            _mm256_store_ps(out + 0 * kPanelTokens, _mm256_permute2f128_ps(s0, s4, 0x20));
+            _mm256_store_ps(out + 1 * kPanelTokens, _mm256_permute2f128_ps(s1, s5, 0x20));
+            _mm256_store_ps(out + 2 * kPanelTokens, _mm256_permute2f128_ps(s2, s6, 0x20));
+            _mm256_store_ps(out + 3 * kPanelTokens, _mm256_permute2f128_ps(s3, s7, 0x20));
+            _mm256_store_ps(out + 4 * kPanelTokens, _mm256_permute2f128_ps(s0, s4, 0x31));
+            _mm256_store_ps(out + 5 * kPanelTokens, _mm256_permute2f128_ps(s1, s5, 0x31));
+            _mm256_store_ps(out + 6 * kPanelTokens, _mm256_permute2f128_ps(s2, s6, 0x31));
+            _mm256_store_ps(out + 7 * kPanelTokens, _mm256_permute2f128_ps(s3, s7, 0x31));
+        }
+    }
+    const float* table = e4m3_table();
+    for (int64_t j = 0; j < kPanelTokens; ++j)
+        for (int64_t d = vector_dim; d < dim; ++d)
+            panel[d * kPanelTokens + j] = rows[j] != nullptr ? table[rows[j][d]] : 0.0f;
+}
+#endif
+
+// The kernels for head blocks of 1 .. kHeadBlock heads (index = heads; 0 unused) and the panel
+// decoder of one vector path.
 struct PanelKernels {
     PanelKernel by_heads[kHeadBlock + 1];
+    PanelDecoder decode;
 };
 static_assert(kHeadBlock == 6, "the kernel tables below list 1 .. 6 heads");
 
@@ -108,10 +178,12 @@ PanelKernels choose_kernels() {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
         return {{nullptr, score_panel_avx2<1>, score_panel_avx2<2>, score_panel_avx2<3>, score_panel_avx2<4>,
-                 score_panel_avx2<5>, score_panel_avx2<6>}};
+                 score_panel_avx2<5>, score_panel_avx2<6>},
+                decode_panel_avx2};
 #endif
     return {{nullptr, score_panel_portable<1>, score_panel_portable<2>, score_panel_portable<3>,
-             score_panel_portable<4>, score_panel_portable<5>, score_panel_portable<6>}};
+             score_panel_portable<4>, score_panel_portable<5>, score_panel_portable<6>},
+            decode_panel_portable};
 }
 
 const PanelKernels& panel_kernels() {
@@ -218,7 +290,6 @@ private:
     // (other columns zero) with their scales and validity. Tokens of a paged block-table entry
     // outside the cache are invalid and their page is not read. Returns whether any is valid.
     bool decode_keys(int64_t first, int64_t begin, int64_t end, float* panel) {
-        const float* table = e4m3_table();
         const int64_t dim = p_.dim;
         const uint8_t* page = nullptr;
         if (p_.keys == IndexerKeys::paged) {
@@ -226,22 +297,21 @@ private:
             if (index < 0) return false;
             page = p_.k_cache.as<const uint8_t>() + index * p_.k_cache.strides[0];
         }
-        if (end - begin < kPanelTokens) std::fill(panel, panel + dim * kPanelTokens, 0.0f);
+        const uint8_t* rows[kPanelTokens] = {};
         for (int64_t j = 0; j < kPanelTokens; ++j) valid_[j] = false;
         for (int64_t s = begin; s < end; ++s) {
             const int64_t j = s - first;
-            const uint8_t* codes;
             if (page == nullptr) {
-                codes = p_.k.as<const uint8_t>() + s * p_.k.strides[0];
+                rows[j] = p_.k.as<const uint8_t>() + s * p_.k.strides[0];
                 scale_[j] = p_.k_scale.as<const float>()[s * p_.k_scale.strides[0]];
             } else {
                 const int64_t slot = s % kIndexerPageTokens;
-                codes = page + slot * dim;
+                rows[j] = page + slot * dim;
                 std::memcpy(&scale_[j], page + kIndexerPageTokens * dim + 4 * slot, sizeof(float));
             }
-            for (int64_t d = 0; d < dim; ++d) panel[d * kPanelTokens + j] = table[codes[d]];
             valid_[j] = true;
         }
+        kernels_.decode(rows, dim, panel);
         return true;
     }
 
