@@ -1,8 +1,8 @@
 // CPU lightning indexer and key-cache writer.
 //
-// Logits: work is cut into tasks of up to 8 query rows (x 2048 tokens when rows are few). A task decodes its
-// rows' q codes to f32 once, then walks the 16-token key panels that meet the rows' windows:
-// each panel is decoded to f32 [dim][16] once and scored for every row and head by a
+// Logits: work is cut into tasks of up to 8 query rows (x 2048 tokens when rows are few). A
+// task decodes its rows' q codes to f32 once, then walks the 16-token key panels that meet the
+// rows' windows: each panel is decoded to f32 [dim][16] once and scored for every row and head by a
 // register-blocked FMA micro-kernel (6 heads x 16 tokens = 12 accumulators), whose epilogue
 // applies ReLU, the head weight and the head sum while the dot products are still in registers.
 // Every logit is one fixed chain of operations (dot product over d in order, then heads in
