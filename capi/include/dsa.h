@@ -338,6 +338,95 @@ DSA_API dsa_status_t dsa_topk(dsa_context_t* context, const dsa_topk_params_t* p
 /* Lightning indexer (DSA_SPEC section 4) and its key cache (section 7.1)                     */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Parameters of dsa_indexer_logits and dsa_indexer_logits_paged. There are no options yet;
+ *  fields will be appended (see the params convention at the top of this header). */
+typedef struct dsa_indexer_params {
+    uint32_t struct_size; /**< sizeof(dsa_indexer_params_t) */
+} dsa_indexer_params_t;
+
+/** Fills *params with the defaults. Returns DSA_STATUS_INVALID_ARGUMENT if params is NULL. */
+DSA_API dsa_status_t dsa_indexer_params_init(dsa_indexer_params_t* params);
+
+/** Lightning-indexer logits of a ragged prefill (DSA_SPEC section 4):
+ *    logits[t, s] = k_scale[s] * sum_{h < H_I} w[t,h] * ReLU(sum_{d < D_I} q[t,h,d] * k[s,d])
+ *  for s in the window [ks[t], ke[t]), and -inf for every other s in [0, S_kv).
+ *  q and k are e4m3 codes (dtype FP8_E4M3 or U8, NaN codes give NaN). Products are exact and
+ *  summed in f32; ReLU, the head weighting and the head sum are f32; k_scale is applied after
+ *  the head sum. ReLU(NaN) is NaN. Results are bitwise identical for any thread count.
+ *
+ *  q        FP8_E4M3 or U8 [S_q, H_I, D_I]; the last two dimensions contiguous (strides D_I, 1),
+ *           the row stride free.
+ *  weights  f32 [S_q, H_I], any strides: w, which folds in q's scale and the constants.
+ *  k        FP8_E4M3 or U8 [S_kv, D_I], last dimension contiguous, row stride free.
+ *  k_scale  f32 [S_kv], any stride: one scale per token (> 0 in DeepSeek's use).
+ *  ks, ke   i32 [S_q], any stride: window start and (exclusive) end of each query row. They are
+ *           data, so they are not rejected: both are clamped to [0, S_kv], and start >= end gives
+ *           a row of -inf. Causal prefill from position 0: ks = 0, ke = t + 1.
+ *  logits   f32 [S_q, S_kv] output, last dimension contiguous, row stride >= S_kv (the padding
+ *           past S_kv is not written); must not overlap any input.
+ *  H_I >= 1 and D_I >= 1 are free (64 x 128 is the tuned case). params may be NULL.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data; bad params struct_size),
+ *  DSA_STATUS_SHAPE_MISMATCH (ranks, extents that disagree, H_I or D_I of 0),
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (strides
+ *  above, overlapping output), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op
+ *  is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names
+ *  the argument. */
+DSA_API dsa_status_t dsa_indexer_logits(dsa_context_t* context, const dsa_indexer_params_t* params,
+                                        const dsa_tensor_t* q, const dsa_tensor_t* weights,
+                                        const dsa_tensor_t* k, const dsa_tensor_t* k_scale,
+                                        const dsa_tensor_t* ks, const dsa_tensor_t* ke,
+                                        const dsa_tensor_t* logits, dsa_stream_t stream);
+
+/** Lightning-indexer logits of a decode step over the paged key cache (DSA_SPEC sections 4 and
+ *  7.1): query j of sequence b (logits row b * n_next + j) sees cached tokens
+ *  [0, context_lens[b] - n_next + j + 1); token s of sequence b lives in page
+ *  block_table[b, s / 64], row s % 64. Visible entries are computed as dsa_indexer_logits
+ *  does (same precision; on the CPU bitwise the same values for the same codes and scales);
+ *  every other entry of [0, max_context) is -inf.
+ *
+ *  q             FP8_E4M3 or U8 [B, n_next, H_I, D_I], n_next >= 1; the last two dimensions
+ *                contiguous (strides D_I, 1), the first two free.
+ *  weights       f32 [B * n_next, H_I], any strides.
+ *  k_cache       U8 [num_pages, 64 * (D_I + 4)], last dimension contiguous, page stride free.
+ *                Each page holds 64 x D_I e4m3 codes (token-major), then 64 f32 scales, the
+ *                scale of row r at byte 64 * D_I + 4 * r (what dsa_indexer_cache_write writes).
+ *  block_table   i32 [B, max_pages], any strides: page index of each 64-token block.
+ *  context_lens  i32 [B], any stride: tokens cached per sequence, the new ones included.
+ *  logits        f32 [B * n_next, max_context] output, last dimension contiguous, row stride
+ *                >= max_context (the padding is not written); must not overlap any input.
+ *  Data is handled, not rejected: context_lens are clamped to [0, min(max_context,
+ *  max_pages * 64)]; a block-table entry outside [0, num_pages) makes its 64 tokens -inf and its
+ *  page is never read; pages and rows outside the visible ranges are never read.
+ *  Returns the statuses of dsa_indexer_logits (SHAPE_MISMATCH also for n_next = 0 and for a
+ *  k_cache width that is not 64 * (D_I + 4)). */
+DSA_API dsa_status_t dsa_indexer_logits_paged(dsa_context_t* context, const dsa_indexer_params_t* params,
+                                              const dsa_tensor_t* q, const dsa_tensor_t* weights,
+                                              const dsa_tensor_t* k_cache, const dsa_tensor_t* block_table,
+                                              const dsa_tensor_t* context_lens, const dsa_tensor_t* logits,
+                                              dsa_stream_t stream);
+
+/** Quantises keys and scatters them into the paged indexer key cache (DSA_SPEC sections 2 and
+ *  7.1). Token i of k is quantised as one group of D_I values: amax over its finite values,
+ *  floored at 1e-4; scale = 2^ceil(log2(amax / 448)) (ue8m0); codes e4m3(clamp(x / scale, -448,
+ *  448)) rounded to nearest even (NaN stays NaN, +-Inf saturates), exactly as dsa_quantize_fp8
+ *  with group_size D_I and DSA_SCALE_FORMAT_UE8M0. Slot s = slot_mapping[i] receives the D_I
+ *  codes at byte (s % 64) * D_I of page s / 64 and the f32 scale at byte 64 * D_I + 4 * (s % 64)
+ *  of that page. Slots < 0 (padding tokens) and slots >= num_pages * 64 are skipped; nothing else
+ *  of the cache is written. If several tokens name the same slot, one of them is stored (on the
+ *  CPU the last one).
+ *
+ *  k             f32 or bf16 [T, D_I], D_I >= 1, last dimension contiguous, row stride free.
+ *  slot_mapping  i64 [T], any stride.
+ *  k_cache       U8 [num_pages, 64 * (D_I + 4)], written in place; last dimension contiguous,
+ *                pages must not overlap each other, k or slot_mapping.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data), DSA_STATUS_SHAPE_MISMATCH,
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY. */
+DSA_API dsa_status_t dsa_indexer_cache_write(dsa_context_t* context, const dsa_tensor_t* k,
+                                             const dsa_tensor_t* slot_mapping, const dsa_tensor_t* k_cache,
+                                             dsa_stream_t stream);
+
+
 /* (end of the indexer section) */
 
 /* ------------------------------------------------------------------------------------------ */
