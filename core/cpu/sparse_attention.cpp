@@ -166,7 +166,7 @@ DSA_AVX2_FMA void accumulate_block(const float* p, int64_t p_stride, const float
 #pragma GCC unroll 4
     for (int h = 0; h < Heads; ++h)
 #pragma GCC unroll 3
-        for (int c = 0; c < Vectors; ++c) acc[h][c] = _mm256_loadu_ps(o + h * o_stride + 8 * c);
+        for (int c = 0; c < Vectors; ++c) acc[h][c] = _mm256_setzero_ps();
     for (int64_t j = 0; j < tokens; ++j) {
         __m256 value[Vectors];
 #pragma GCC unroll 3
@@ -178,8 +178,13 @@ DSA_AVX2_FMA void accumulate_block(const float* p, int64_t p_stride, const float
             for (int c = 0; c < Vectors; ++c) acc[h][c] = _mm256_fmadd_ps(weight, value[c], acc[h][c]);
         }
     }
+#pragma GCC unroll 4
     for (int h = 0; h < Heads; ++h)
-        for (int c = 0; c < Vectors; ++c) _mm256_storeu_ps(o + h * o_stride + 8 * c, acc[h][c]);
+#pragma GCC unroll 3
+        for (int c = 0; c < Vectors; ++c) {
+            float* target = o + h * o_stride + 8 * c;
+            _mm256_storeu_ps(target, _mm256_add_ps(_mm256_loadu_ps(target), acc[h][c]));
+        }
 }
 
 using AccumulateBlock = void (*)(const float*, int64_t, const float*, int64_t, int64_t, float*, int64_t);
@@ -276,7 +281,8 @@ public:
           lse_rows_(leading_rows(p.lse)),
           max_rows_(leading_rows(p.max_logits)),
           length_layout_(element_layout(p.topk_length)),
-          table_(p.format == KvFormat::fp8_mla ? e4m3_table() : nullptr) {}
+          table_(p.format == KvFormat::fp8_mla ? e4m3_table() : nullptr),
+          entry_bytes_(p.format == KvFormat::fp8_mla ? kMlaEntryBytes : 2 * p.d_qk) {}
 
     int64_t tasks() const { return p_.rows * head_blocks_; }
     int64_t tasks_per_chunk() const {
@@ -311,6 +317,8 @@ public:
         for (int64_t start = 0; start < count; start += kTile) {
             const int64_t tokens = std::min(kTile, count - start);
             for (int64_t j = 0; j < tokens; ++j) gather(s.slots[start + j], s.keys.data() + j * width_);
+            // The next tile's entries are random rows: start fetching them while this one computes.
+            for (int64_t j = start + kTile; j < std::min(count, start + 2 * kTile); ++j) prefetch(s.slots[j]);
             kernels_.scores(s.queries.data(), width_, heads, s.keys.data(), width_, tokens, width_, p_.scale,
                             s.scores.data(), kTile);
             for (int64_t h = 0; h < heads; ++h) {
@@ -350,6 +358,11 @@ private:
             if (slot >= 0 && slot < p_.num_slots) slots[count++] = slot;
         }
         return count;
+    }
+
+    void prefetch(int64_t slot) const {
+        const uint8_t* entry = p_.entry(slot);
+        for (int64_t byte = 0; byte < entry_bytes_; byte += 64) __builtin_prefetch(entry + byte, 0, 2);
     }
 
     void gather(int64_t slot, float* row) const {
@@ -396,6 +409,7 @@ private:
     const int64_t width_, value_width_, head_blocks_, block_heads_;
     const RowLayout q_rows_, out_rows_, index_rows_, lse_rows_, max_rows_, length_layout_;
     const float* table_;
+    const int64_t entry_bytes_;
 };
 
 }  // namespace
