@@ -848,3 +848,14 @@ TEST_CASE("paged attention and the cache writer reject bad input") {
     CHECK(std::string(dsa_last_error_message()).find("c_kv") == 0);
     CHECK(fp8.cache == before);
 }
+
+TEST_CASE("k = 0 and H_q = 0: empty selections and empty outputs") {
+    Problem p = prefill(3, 2, 8, 8, 10, 0, 120);
+    p.use_max_logits = true;
+    const Result got = run_library(p, 2);
+    CHECK(std::all_of(got.out.begin(), got.out.end(), [](uint16_t b) { return b == 0; }));
+    CHECK(std::all_of(got.lse.begin(), got.lse.end(), [](float v) { return v == INFINITY; }));
+    CHECK(std::all_of(got.max_logits.begin(), got.max_logits.end(), [](float v) { return v == -INFINITY; }));
+    Problem headless = prefill(3, 0, 8, 8, 10, 4, 121);
+    run_library(headless, 1);
+}
