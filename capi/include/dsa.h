@@ -433,6 +433,94 @@ DSA_API dsa_status_t dsa_indexer_cache_write(dsa_context_t* context, const dsa_t
 /* Sparse MLA attention (DSA_SPEC section 6) and the MLA FP8 cache (section 7.2)              */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Parameters of dsa_sparse_attention and dsa_sparse_attention_paged. */
+typedef struct dsa_sparse_attention_params {
+    uint32_t struct_size; /**< sizeof(dsa_sparse_attention_params_t) */
+    float scale;          /**< softmax scale applied to q.k. REQUIRED: the init function sets 0, which
+                               is rejected, so the caller must choose it (DeepSeek-V3.2 uses
+                               192^-0.5 * (0.1 * ln 40 + 1)^2 = 0.13523378, not d_qk^-0.5). Any
+                               finite non-zero value. */
+    int32_t d_v;          /**< value width: the first d_v dims of each KV entry; default 512;
+                               1 <= d_v <= d_qk */
+} dsa_sparse_attention_params_t;
+
+/** Fills *params with the defaults above (scale 0, which must be replaced; d_v 512). Returns
+ *  DSA_STATUS_INVALID_ARGUMENT if params is NULL. */
+DSA_API dsa_status_t dsa_sparse_attention_params_init(dsa_sparse_attention_params_t* params);
+
+/** Sparse MLA attention, prefill form (MQA: one KV entry per token shared by all query heads).
+ *  For query row t, head h, and the selected tokens s_j = indices[t, j] that are valid
+ *  (0 <= s_j < S_kv, among the first topk_length[t] entries):
+ *      z[h, j]      = scale * (q[t, h, :] . kv[s_j, :])      (bf16 inputs, f32 products and sums)
+ *      lse[t, h]    = log sum_j exp z[h, j]                   (natural log; the sink is EXCLUDED)
+ *      out[t, h, :] = sum_j exp(z[h, j]) * kv[s_j, :d_v] / (sum_j exp(z[h, j]) + exp(attn_sink[h]))
+ *      max_logits[t, h] = max_j z[h, j]                       (scaled)
+ *  without attn_sink the exp(attn_sink) term is 0 (plain softmax). Softmax and accumulation run in
+ *  f32; out is rounded to bf16 to nearest even.
+ *  - Invalid indices (< 0 or >= S_kv, e.g. -1 padding) are skipped and never read. A valid index
+ *    that appears several times in a row counts as many times as it appears.
+ *  - A row with no valid index gives out = 0, lse = +inf and max_logits = -inf.
+ *  Shapes: q bf16 [S_q, H_q, d_qk]; kv bf16 [S_kv, d_qk]; indices i32 [S_q, k];
+ *  attn_sink f32 [H_q] or NULL (no sink); topk_length i32 [S_q] or NULL (all k count; values are
+ *  clamped to [0, k]); out bf16 [S_q, H_q, d_v]; lse f32 [S_q, H_q]; max_logits f32 [S_q, H_q] or
+ *  NULL. Any H_q >= 1, d_qk >= 1, k >= 0 (k = 0: every row has no valid index).
+ *  Layout: the last dimension of q, kv and out must be contiguous; every other stride is free.
+ *  Outputs must not overlap each other or any input.
+ *  Results are bitwise identical for any number of CPU threads.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not
+ *  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet),
+ *  DSA_STATUS_OUT_OF_MEMORY. */
+DSA_API dsa_status_t dsa_sparse_attention(dsa_context_t* context,
+                                          const dsa_sparse_attention_params_t* params,
+                                          const dsa_tensor_t* q, const dsa_tensor_t* kv,
+                                          const dsa_tensor_t* indices, const dsa_tensor_t* attn_sink,
+                                          const dsa_tensor_t* topk_length, const dsa_tensor_t* out,
+                                          const dsa_tensor_t* lse, const dsa_tensor_t* max_logits,
+                                          dsa_stream_t stream);
+
+/** Sparse MLA attention over a paged KV cache (decode form); the semantics of
+ *  dsa_sparse_attention with one query row per (b, i).
+ *  Shapes: q bf16 [B, s_q, H_q, d_qk]; kv_cache either bf16 [num_pages, page_size, d_qk] or the
+ *  FP8 MLA cache U8 [num_pages, page_size, 656] (DSA_SPEC 7.2; then d_qk must be 576 and d_v 512,
+ *  and an entry reads as [e4m3 c_kv * its group's scale (512) ; bf16 k_pe (64)]);
+ *  indices i32 [B, s_q, k]: physical slots page * page_size + offset, where slots outside
+ *  [0, num_pages * page_size) are skipped (never read) and repeated slots count as many times as
+ *  they appear; attn_sink f32 [H_q] or NULL; topk_length i32 [B, s_q] or NULL;
+ *  out bf16 [B, s_q, H_q, d_v]; lse f32 [B, s_q, H_q] (natural log, sink excluded).
+ *  Layout: the last dimension of q, kv_cache and out must be contiguous; pages and tokens within a
+ *  page may have any strides. Outputs must not overlap each other or any input.
+ *  Statuses as dsa_sparse_attention. */
+DSA_API dsa_status_t dsa_sparse_attention_paged(dsa_context_t* context,
+                                                const dsa_sparse_attention_params_t* params,
+                                                const dsa_tensor_t* q, const dsa_tensor_t* kv_cache,
+                                                const dsa_tensor_t* indices,
+                                                const dsa_tensor_t* attn_sink,
+                                                const dsa_tensor_t* topk_length,
+                                                const dsa_tensor_t* out, const dsa_tensor_t* lse,
+                                                dsa_stream_t stream);
+
+/** Writes T new tokens into the FP8 MLA cache (DSA_SPEC 7.2): token t goes to slot
+ *  slot_mapping[t] = page * page_size + offset, as one 656-byte entry:
+ *  bytes 0..511 the e4m3 codes of c_kv[t] quantised in 4 groups of 128 (DSA_SPEC 2: amax over the
+ *  group's finite values, floored at 1e-4; ue8m0 scale s = 2^ceil(log2(amax / 448)); codes
+ *  e4m3(clamp(x / s, -448, 448)) rounded to nearest even; NaN stays NaN, +-Inf saturates);
+ *  bytes 512..527 the 4 scales as f32 (native byte order); bytes 528..655 k_pe[t] as 64 bf16
+ *  (rounded to nearest even from f32, copied from bf16).
+ *  Slots < 0 or >= num_pages * page_size are skipped (that token is not written). When several
+ *  tokens map to the same slot, the last of them (largest t) is what the slot holds.
+ *  Shapes: c_kv f32 or bf16 [T, 512]; k_pe [T, 64] of the same dtype; slot_mapping i64 [T];
+ *  kv_cache U8 [num_pages, page_size, 656], written in place (only the addressed entries change).
+ *  Layout: the last dimension of c_kv, k_pe and kv_cache must be contiguous; other strides free.
+ *  kv_cache must not overlap the inputs.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/tensor/data), DSA_STATUS_SHAPE_MISMATCH,
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY. */
+DSA_API dsa_status_t dsa_mla_cache_write(dsa_context_t* context, const dsa_tensor_t* c_kv,
+                                         const dsa_tensor_t* k_pe, const dsa_tensor_t* slot_mapping,
+                                         const dsa_tensor_t* kv_cache, dsa_stream_t stream);
+
 /* (end of the sparse attention section) */
 
 /* ------------------------------------------------------------------------------------------ */
