@@ -5,17 +5,19 @@
 //! `from_raw` constructors. Every op is one method of [`Context`] returning
 //! `Result<(), Error>`; the error carries libdsa's status code and message.
 //!
-//! ```no_run
-//! let context = dsa::Context::new()?;
-//! let x: Vec<f32> = (0..256).map(|i| i as f32 / 7.0).collect();
-//! let (mut codes, mut scales) = (vec![dsa::Fp8E4M3::default(); 256], vec![0f32; 2]);
-//! context.quantize_fp8(
-//!     None,
-//!     &dsa::TensorView::new(&x, &[2, 128])?,
-//!     &mut dsa::TensorViewMut::new(&mut codes, &[2, 128])?,
-//!     &mut dsa::TensorViewMut::new(&mut scales, &[2, 1])?,
-//!     dsa::Stream::DEFAULT,
-//! )?;
+//! ```
+//! use dsa::{Context, Fp8E4M3, QuantizeFp8Params, ScaleFormat, Stream, TensorView, TensorViewMut};
+//!
+//! let context = Context::new()?; // CPU, all cores; Drop destroys it
+//! let x: Vec<f32> = (0..4 * 128).map(|i| (i as f32).sin()).collect();
+//! let (mut q, mut scales) = (vec![Fp8E4M3::default(); 4 * 128], vec![0f32; 4]);
+//! let xv = TensorView::new(&x, &[4, 128])?;
+//! let (mut qv, mut sv) = (TensorViewMut::new(&mut q, &[4, 128])?, TensorViewMut::new(&mut scales, &[4, 1])?);
+//! let params = QuantizeFp8Params { scale_format: ScaleFormat::UE8M0, ..Default::default() };
+//! context.quantize_fp8(Some(&params), &xv, &mut qv, &mut sv, Stream::DEFAULT)?;
+//! let bad = QuantizeFp8Params { group_size: 100, ..params }; // does not divide 128
+//! let error = context.quantize_fp8(Some(&bad), &xv, &mut qv, &mut sv, Stream::DEFAULT).unwrap_err();
+//! assert!(error.to_string().starts_with("invalid argument: params.group_size: 100"));
 //! # Ok::<(), dsa::Error>(())
 //! ```
 #![warn(missing_docs)]
