@@ -1,0 +1,89 @@
+/* C side of the Go bindings: static inline wrappers that every cgo file of package dsa includes.
+ *
+ * Two cgo rules shape them:
+ * - A goroutine can move to another OS thread between two cgo calls, so libdsa's thread-local
+ *   error message must be read inside the call that failed: each fallible call is wrapped, and
+ *   on failure the wrapper returns a malloc'd copy of the message (Go frees it).
+ * - Go may not pass C a pointer to Go memory that itself holds a Go pointer, so a tensor travels
+ *   as its layout (whose data is NULL or a device address) plus its Go data pointer, joined here.
+ *
+ * Adding an op: one wrapper that joins each tensor with DSA_GO_TENSOR and passes the status
+ * through dsa_go_checked, as dsa_go_hadamard does. */
+#ifndef DSA_GO_H
+#define DSA_GO_H
+
+#include <dsa.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline dsa_status_t dsa_go_checked(dsa_status_t status, char** message) {
+    if (status != DSA_STATUS_SUCCESS) *message = strdup(dsa_last_error_message());
+    return status;
+}
+
+/* The tensor to pass to libdsa: NULL stays NULL (libdsa reports it), a non-NULL data pointer
+ * replaces the layout's. */
+static inline const dsa_tensor_t* dsa_go_tensor(const dsa_tensor_t* layout, void* data, dsa_tensor_t* storage) {
+    if (layout == NULL) return NULL;
+    *storage = *layout;
+    if (data != NULL) storage->data = data;
+    return storage;
+}
+#define DSA_GO_TENSOR(name) dsa_go_tensor(name, name##_data, &name##_storage)
+
+/* Describes a tensor at `address` (device memory), or with go_memory set, one whose Go data
+ * pointer is joined at call time: libdsa refuses NULL data for a tensor with elements, so a
+ * placeholder stands in during the checks and is cleared afterwards. */
+static inline dsa_status_t dsa_go_tensor_init(dsa_tensor_t* tensor, int go_memory, uintptr_t address, int32_t ndim,
+                                              const int64_t* shape, dsa_dtype_t dtype,
+                                              dsa_device_type_t device_type, int32_t device_id, char** message) {
+    static char placeholder;
+    void* data = go_memory ? (void*)&placeholder : (void*)address;
+    dsa_status_t status = dsa_tensor_init_contiguous(tensor, data, ndim, shape, dtype, device_type, device_id);
+    if (status == DSA_STATUS_SUCCESS && go_memory) tensor->data = NULL;
+    return dsa_go_checked(status, message);
+}
+
+static inline dsa_status_t dsa_go_context_create(dsa_context_t** context, const dsa_context_options_t* options,
+                                                 char** message) {
+    return dsa_go_checked(dsa_context_create(context, options), message);
+}
+
+static inline dsa_status_t dsa_go_context_device(const dsa_context_t* context, dsa_device_type_t* device_type,
+                                                 int32_t* device_id, char** message) {
+    return dsa_go_checked(dsa_context_device(context, device_type, device_id), message);
+}
+
+static inline dsa_status_t dsa_go_context_num_threads(const dsa_context_t* context, int32_t* num_threads,
+                                                      char** message) {
+    return dsa_go_checked(dsa_context_num_threads(context, num_threads), message);
+}
+
+static inline dsa_status_t dsa_go_quantize_fp8(dsa_context_t* context, const dsa_quantize_fp8_params_t* params,
+                                               const dsa_tensor_t* x, void* x_data, const dsa_tensor_t* q,
+                                               void* q_data, const dsa_tensor_t* scales, void* scales_data,
+                                               uintptr_t stream, char** message) {
+    dsa_tensor_t x_storage, q_storage, scales_storage;
+    return dsa_go_checked(dsa_quantize_fp8(context, params, DSA_GO_TENSOR(x), DSA_GO_TENSOR(q),
+                                           DSA_GO_TENSOR(scales), (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_dequantize_fp8(dsa_context_t* context, const dsa_quantize_fp8_params_t* params,
+                                                 const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* scales,
+                                                 void* scales_data, const dsa_tensor_t* y, void* y_data,
+                                                 uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, scales_storage, y_storage;
+    return dsa_go_checked(dsa_dequantize_fp8(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(scales),
+                                             DSA_GO_TENSOR(y), (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_hadamard(dsa_context_t* context, const dsa_hadamard_params_t* params,
+                                           const dsa_tensor_t* x, void* x_data, const dsa_tensor_t* y, void* y_data,
+                                           uintptr_t stream, char** message) {
+    dsa_tensor_t x_storage, y_storage;
+    return dsa_go_checked(dsa_hadamard(context, params, DSA_GO_TENSOR(x), DSA_GO_TENSOR(y), (dsa_stream_t)stream),
+                          message);
+}
+
+#endif

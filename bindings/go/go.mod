@@ -1,0 +1,3 @@
+module libdsa/dsa
+
+go 1.19
