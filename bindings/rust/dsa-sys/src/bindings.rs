@@ -27,6 +27,9 @@ pub const DSA_DEVICE_CUDA: i32 = 2;
 pub const DSA_MAX_DIMS: i32 = 8;
 pub const DSA_SCALE_FORMAT_F32: i32 = 0;
 pub const DSA_SCALE_FORMAT_UE8M0: i32 = 1;
+pub const DSA_TOPK_ORDER_UNSPECIFIED: i32 = 0;
+pub const DSA_TOPK_ORDER_SCORE: i32 = 1;
+pub const DSA_TOPK_ORDER_INDEX: i32 = 2;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
 pub type __int64_t = ::std::os::raw::c_long;
@@ -596,6 +599,514 @@ extern "C" {
         params: *const dsa_hadamard_params_t,
         x: *const dsa_tensor_t,
         y: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " Output order of dsa_topk (the selected SET never depends on it)."]
+pub type dsa_topk_order_t = u32;
+#[doc = " Parameters of dsa_topk."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_topk_params {
+    #[doc = "< sizeof(dsa_topk_params_t)"]
+    pub struct_size: u32,
+    #[doc = "< tokens selected per row; default 2048; >= 1 (may exceed N)"]
+    pub k: i32,
+    #[doc = "< default DSA_TOPK_ORDER_UNSPECIFIED"]
+    pub order: dsa_topk_order_t,
+    #[doc = "< default 0; >= 0: the first n_sink tokens of each row's window are"]
+    #[doc = "always selected"]
+    pub n_sink: i32,
+    #[doc = "< default 0; >= 0: the last n_local tokens of each row's window are"]
+    #[doc = "always selected; n_sink + n_local <= k"]
+    pub n_local: i32,
+    #[doc = "< tokens per page of the block table; default 64; >= 1 (checked"]
+    #[doc = "even when no block table is passed)"]
+    pub page_size: i32,
+}
+#[test]
+fn bindgen_test_layout_dsa_topk_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_topk_params>(),
+        24usize,
+        concat!("Size of: ", stringify!(dsa_topk_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_topk_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(dsa_topk_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_k() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).k) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(k)
+            )
+        );
+    }
+    test_field_k();
+    fn test_field_order() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).order) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(order)
+            )
+        );
+    }
+    test_field_order();
+    fn test_field_n_sink() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_sink) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(n_sink)
+            )
+        );
+    }
+    test_field_n_sink();
+    fn test_field_n_local() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).n_local) as usize - ptr as usize
+            },
+            16usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(n_local)
+            )
+        );
+    }
+    test_field_n_local();
+    fn test_field_page_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_topk_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).page_size) as usize - ptr as usize
+            },
+            20usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_topk_params),
+                "::",
+                stringify!(page_size)
+            )
+        );
+    }
+    test_field_page_size();
+}
+#[doc = " Parameters of dsa_topk."]
+pub type dsa_topk_params_t = dsa_topk_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults above. Returns DSA_STATUS_INVALID_ARGUMENT if params is"]
+    #[doc = "  NULL."]
+    pub fn dsa_topk_params_init(params: *mut dsa_topk_params_t) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Selects, for every row r of scores f32 [R, N], the k best tokens of the row's window and"]
+    #[doc = "  writes their indices to indices int32 [R, k]."]
+    #[doc = ""]
+    #[doc = "  Window: [row_starts[r], row_ends[r]) clamped to [0, N]; start >= end is an empty window."]
+    #[doc = "  row_starts NULL means 0 for every row, row_ends NULL means N. The values are data (a GPU"]
+    #[doc = "  cannot check them without a synchronisation), so they are clamped, never rejected."]
+    #[doc = "  Preference: larger score first; equal scores prefer the smaller index, so the selected set is"]
+    #[doc = "  exact and deterministic. -inf is valid but least preferred; NaN is never selected except as a"]
+    #[doc = "  forced token."]
+    #[doc = "  Hybrid selection: the first min(n_sink, len) and the last min(n_local, len) tokens of the"]
+    #[doc = "  window (len its length) are always selected, whatever their score (NaN included), and count"]
+    #[doc = "  toward k; the remaining slots take the best other tokens of the window."]
+    #[doc = "  Output: column indices (token positions in [0, N)), ordered as params->order says, then -1"]
+    #[doc = "  padding at the END of the row where fewer than k tokens are selectable (k > window, NaN)."]
+    #[doc = "  Block table: with block_table int32 [B, max_pages] (B >= 1 dividing R), row r uses block-table"]
+    #[doc = "  row b = r / (R / B) and each index i becomes the physical slot"]
+    #[doc = "  block_table[b][i / page_size] * page_size + i % page_size. -1 stays -1; a page index"]
+    #[doc = "  >= max_pages, a negative entry or a slot that does not fit int32 gives -1 (never an"]
+    #[doc = "  out-of-bounds read). The order is decided on the token indices before translation."]
+    #[doc = "  Layout: scores' last dimension contiguous (row stride free); row_starts, row_ends int32 [R]"]
+    #[doc = "  and block_table any strides; indices' last dimension contiguous (row stride free), must not"]
+    #[doc = "  overlap itself or any input."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, scores or indices, bad struct_size,"]
+    #[doc = "  k < 1, n_sink or n_local < 0, n_sink + n_local > k, unknown order, page_size < 1),"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH (ranks, row_starts/row_ends not [R], indices not [R, k], B not"]
+    #[doc = "  dividing R), DSA_STATUS_DTYPE_MISMATCH (scores not f32, others not int32),"]
+    #[doc = "  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps),"]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet;"]
+    #[doc = "  newer params fields), DSA_STATUS_OUT_OF_MEMORY."]
+    pub fn dsa_topk(
+        context: *mut dsa_context_t,
+        params: *const dsa_topk_params_t,
+        scores: *const dsa_tensor_t,
+        row_starts: *const dsa_tensor_t,
+        row_ends: *const dsa_tensor_t,
+        block_table: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " Parameters of dsa_indexer_logits and dsa_indexer_logits_paged. There are no options yet;"]
+#[doc = "  fields will be appended (see the params convention at the top of this header)."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_indexer_params {
+    #[doc = "< sizeof(dsa_indexer_params_t)"]
+    pub struct_size: u32,
+}
+#[test]
+fn bindgen_test_layout_dsa_indexer_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_indexer_params>(),
+        4usize,
+        concat!("Size of: ", stringify!(dsa_indexer_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_indexer_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(dsa_indexer_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+}
+#[doc = " Parameters of dsa_indexer_logits and dsa_indexer_logits_paged. There are no options yet;"]
+#[doc = "  fields will be appended (see the params convention at the top of this header)."]
+pub type dsa_indexer_params_t = dsa_indexer_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults. Returns DSA_STATUS_INVALID_ARGUMENT if params is NULL."]
+    pub fn dsa_indexer_params_init(params: *mut dsa_indexer_params_t) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Lightning-indexer logits of a ragged prefill (DSA_SPEC section 4):"]
+    #[doc = "    logits[t, s] = k_scale[s] * sum_{h < H_I} w[t,h] * ReLU(sum_{d < D_I} q[t,h,d] * k[s,d])"]
+    #[doc = "  for s in the window [ks[t], ke[t]), and -inf for every other s in [0, S_kv)."]
+    #[doc = "  q and k are e4m3 codes (dtype FP8_E4M3 or U8, NaN codes give NaN). Products are exact and"]
+    #[doc = "  summed in f32; ReLU, the head weighting and the head sum are f32; k_scale is applied after"]
+    #[doc = "  the head sum. ReLU(NaN) is NaN. Results are bitwise identical for any thread count."]
+    #[doc = ""]
+    #[doc = "  q        FP8_E4M3 or U8 [S_q, H_I, D_I]; the last two dimensions contiguous (strides D_I, 1),"]
+    #[doc = "           the row stride free."]
+    #[doc = "  weights  f32 [S_q, H_I], any strides: w, which folds in q's scale and the constants."]
+    #[doc = "  k        FP8_E4M3 or U8 [S_kv, D_I], last dimension contiguous, row stride free."]
+    #[doc = "  k_scale  f32 [S_kv], any stride: one scale per token (> 0 in DeepSeek's use)."]
+    #[doc = "  ks, ke   i32 [S_q], any stride: window start and (exclusive) end of each query row. They are"]
+    #[doc = "           data, so they are not rejected: both are clamped to [0, S_kv], and start >= end gives"]
+    #[doc = "           a row of -inf. Causal prefill from position 0: ks = 0, ke = t + 1."]
+    #[doc = "  logits   f32 [S_q, S_kv] output, last dimension contiguous, row stride >= S_kv (the padding"]
+    #[doc = "           past S_kv is not written); must not overlap any input."]
+    #[doc = "  H_I >= 1 and D_I >= 1 are free (64 x 128 is the tuned case). params may be NULL."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data; bad params struct_size),"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH (ranks, extents that disagree, H_I or D_I of 0),"]
+    #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (strides"]
+    #[doc = "  above, overlapping output), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op"]
+    #[doc = "  is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names"]
+    #[doc = "  the argument."]
+    pub fn dsa_indexer_logits(
+        context: *mut dsa_context_t,
+        params: *const dsa_indexer_params_t,
+        q: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        k: *const dsa_tensor_t,
+        k_scale: *const dsa_tensor_t,
+        ks: *const dsa_tensor_t,
+        ke: *const dsa_tensor_t,
+        logits: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Lightning-indexer logits of a decode step over the paged key cache (DSA_SPEC sections 4 and"]
+    #[doc = "  7.1): query j of sequence b (logits row b * n_next + j) sees cached tokens"]
+    #[doc = "  [0, context_lens[b] - n_next + j + 1); token s of sequence b lives in page"]
+    #[doc = "  block_table[b, s / 64], row s % 64. Visible entries are computed as dsa_indexer_logits"]
+    #[doc = "  does (same precision; on the CPU bitwise the same values for the same codes and scales);"]
+    #[doc = "  every other entry of [0, max_context) is -inf."]
+    #[doc = ""]
+    #[doc = "  q             FP8_E4M3 or U8 [B, n_next, H_I, D_I], n_next >= 1; the last two dimensions"]
+    #[doc = "                contiguous (strides D_I, 1), the first two free."]
+    #[doc = "  weights       f32 [B * n_next, H_I], any strides."]
+    #[doc = "  k_cache       U8 [num_pages, 64 * (D_I + 4)], last dimension contiguous, page stride free."]
+    #[doc = "                Each page holds 64 x D_I e4m3 codes (token-major), then 64 f32 scales, the"]
+    #[doc = "                scale of row r at byte 64 * D_I + 4 * r (what dsa_indexer_cache_write writes)."]
+    #[doc = "  block_table   i32 [B, max_pages], any strides: page index of each 64-token block."]
+    #[doc = "  context_lens  i32 [B], any stride: tokens cached per sequence, the new ones included."]
+    #[doc = "  logits        f32 [B * n_next, max_context] output, last dimension contiguous, row stride"]
+    #[doc = "                >= max_context (the padding is not written); must not overlap any input."]
+    #[doc = "  Data is handled, not rejected: context_lens are clamped to [0, min(max_context,"]
+    #[doc = "  max_pages * 64)]; a block-table entry outside [0, num_pages) makes its 64 tokens -inf and its"]
+    #[doc = "  page is never read; pages and rows outside the visible ranges are never read."]
+    #[doc = "  Returns the statuses of dsa_indexer_logits (SHAPE_MISMATCH also for n_next = 0 and for a"]
+    #[doc = "  k_cache width that is not 64 * (D_I + 4))."]
+    pub fn dsa_indexer_logits_paged(
+        context: *mut dsa_context_t,
+        params: *const dsa_indexer_params_t,
+        q: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        k_cache: *const dsa_tensor_t,
+        block_table: *const dsa_tensor_t,
+        context_lens: *const dsa_tensor_t,
+        logits: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Quantises keys and scatters them into the paged indexer key cache (DSA_SPEC sections 2 and"]
+    #[doc = "  7.1). Token i of k is quantised as one group of D_I values: amax over its finite values,"]
+    #[doc = "  floored at 1e-4; scale = 2^ceil(log2(amax / 448)) (ue8m0); codes e4m3(clamp(x / scale, -448,"]
+    #[doc = "  448)) rounded to nearest even (NaN stays NaN, +-Inf saturates), exactly as dsa_quantize_fp8"]
+    #[doc = "  with group_size D_I and DSA_SCALE_FORMAT_UE8M0. Slot s = slot_mapping[i] receives the D_I"]
+    #[doc = "  codes at byte (s % 64) * D_I of page s / 64 and the f32 scale at byte 64 * D_I + 4 * (s % 64)"]
+    #[doc = "  of that page. Slots < 0 (padding tokens) and slots >= num_pages * 64 are skipped; nothing else"]
+    #[doc = "  of the cache is written. If several tokens name the same slot, one of them is stored (on the"]
+    #[doc = "  CPU the last one)."]
+    #[doc = ""]
+    #[doc = "  k             f32 or bf16 [T, D_I], D_I >= 1, last dimension contiguous, row stride free."]
+    #[doc = "  slot_mapping  i64 [T], any stride."]
+    #[doc = "  k_cache       U8 [num_pages, 64 * (D_I + 4)], written in place; last dimension contiguous,"]
+    #[doc = "                pages must not overlap each other, k or slot_mapping."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data), DSA_STATUS_SHAPE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY."]
+    pub fn dsa_indexer_cache_write(
+        context: *mut dsa_context_t,
+        k: *const dsa_tensor_t,
+        slot_mapping: *const dsa_tensor_t,
+        k_cache: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " Parameters of dsa_sparse_attention and dsa_sparse_attention_paged."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_sparse_attention_params {
+    #[doc = "< sizeof(dsa_sparse_attention_params_t)"]
+    pub struct_size: u32,
+    #[doc = "< softmax scale applied to q.k. REQUIRED: the init function sets 0, which"]
+    #[doc = "is rejected, so the caller must choose it (DeepSeek-V3.2 uses"]
+    #[doc = "192^-0.5 * (0.1 * ln 40 + 1)^2 = 0.13523378, not d_qk^-0.5). Any"]
+    #[doc = "finite non-zero value."]
+    pub scale: f32,
+    #[doc = "< value width: the first d_v dims of each KV entry; default 512;"]
+    #[doc = "1 <= d_v <= d_qk"]
+    pub d_v: i32,
+}
+#[test]
+fn bindgen_test_layout_dsa_sparse_attention_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_sparse_attention_params>(),
+        12usize,
+        concat!("Size of: ", stringify!(dsa_sparse_attention_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_sparse_attention_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(dsa_sparse_attention_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_sparse_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_sparse_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scale) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_params),
+                "::",
+                stringify!(scale)
+            )
+        );
+    }
+    test_field_scale();
+    fn test_field_d_v() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_sparse_attention_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).d_v) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_params),
+                "::",
+                stringify!(d_v)
+            )
+        );
+    }
+    test_field_d_v();
+}
+#[doc = " Parameters of dsa_sparse_attention and dsa_sparse_attention_paged."]
+pub type dsa_sparse_attention_params_t = dsa_sparse_attention_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults above (scale 0, which must be replaced; d_v 512). Returns"]
+    #[doc = "  DSA_STATUS_INVALID_ARGUMENT if params is NULL."]
+    pub fn dsa_sparse_attention_params_init(
+        params: *mut dsa_sparse_attention_params_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Sparse MLA attention, prefill form (MQA: one KV entry per token shared by all query heads)."]
+    #[doc = "  For query row t, head h, and the selected tokens s_j = indices[t, j] that are valid"]
+    #[doc = "  (0 <= s_j < S_kv, among the first topk_length[t] entries):"]
+    #[doc = "      z[h, j]      = scale * (q[t, h, :] . kv[s_j, :])      (bf16 inputs, f32 products and sums)"]
+    #[doc = "      lse[t, h]    = log sum_j exp z[h, j]                   (natural log; the sink is EXCLUDED)"]
+    #[doc = "      out[t, h, :] = sum_j exp(z[h, j]) * kv[s_j, :d_v] / (sum_j exp(z[h, j]) + exp(attn_sink[h]))"]
+    #[doc = "      max_logits[t, h] = max_j z[h, j]                       (scaled)"]
+    #[doc = "  without attn_sink the exp(attn_sink) term is 0 (plain softmax). Softmax and accumulation run in"]
+    #[doc = "  f32; out is rounded to bf16 to nearest even."]
+    #[doc = "  - Invalid indices (< 0 or >= S_kv, e.g. -1 padding) are skipped and never read. A valid index"]
+    #[doc = "    that appears several times in a row counts as many times as it appears."]
+    #[doc = "  - A row with no valid index gives out = 0, lse = +inf and max_logits = -inf."]
+    #[doc = "  Shapes: q bf16 [S_q, H_q, d_qk]; kv bf16 [S_kv, d_qk]; indices i32 [S_q, k];"]
+    #[doc = "  attn_sink f32 [H_q] or NULL (no sink); topk_length i32 [S_q] or NULL (all k count; values are"]
+    #[doc = "  clamped to [0, k]); out bf16 [S_q, H_q, d_v]; lse f32 [S_q, H_q]; max_logits f32 [S_q, H_q] or"]
+    #[doc = "  NULL. Any H_q >= 1, d_qk >= 1, k >= 0 (k = 0: every row has no valid index)."]
+    #[doc = "  Layout: the last dimension of q, kv and out must be contiguous; every other stride is free."]
+    #[doc = "  Outputs must not overlap each other or any input."]
+    #[doc = "  Results are bitwise identical for any number of CPU threads."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not"]
+    #[doc = "  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet),"]
+    #[doc = "  DSA_STATUS_OUT_OF_MEMORY."]
+    pub fn dsa_sparse_attention(
+        context: *mut dsa_context_t,
+        params: *const dsa_sparse_attention_params_t,
+        q: *const dsa_tensor_t,
+        kv: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        attn_sink: *const dsa_tensor_t,
+        topk_length: *const dsa_tensor_t,
+        out: *const dsa_tensor_t,
+        lse: *const dsa_tensor_t,
+        max_logits: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Sparse MLA attention over a paged KV cache (decode form); the semantics of"]
+    #[doc = "  dsa_sparse_attention with one query row per (b, i)."]
+    #[doc = "  Shapes: q bf16 [B, s_q, H_q, d_qk]; kv_cache either bf16 [num_pages, page_size, d_qk] or the"]
+    #[doc = "  FP8 MLA cache U8 [num_pages, page_size, 656] (DSA_SPEC 7.2; then d_qk must be 576 and d_v 512,"]
+    #[doc = "  and an entry reads as [e4m3 c_kv * its group's scale (512) ; bf16 k_pe (64)]);"]
+    #[doc = "  indices i32 [B, s_q, k]: physical slots page * page_size + offset, where slots outside"]
+    #[doc = "  [0, num_pages * page_size) are skipped (never read) and repeated slots count as many times as"]
+    #[doc = "  they appear; attn_sink f32 [H_q] or NULL; topk_length i32 [B, s_q] or NULL;"]
+    #[doc = "  out bf16 [B, s_q, H_q, d_v]; lse f32 [B, s_q, H_q] (natural log, sink excluded)."]
+    #[doc = "  Layout: the last dimension of q, kv_cache and out must be contiguous; pages and tokens within a"]
+    #[doc = "  page may have any strides. Outputs must not overlap each other or any input."]
+    #[doc = "  Statuses as dsa_sparse_attention."]
+    pub fn dsa_sparse_attention_paged(
+        context: *mut dsa_context_t,
+        params: *const dsa_sparse_attention_params_t,
+        q: *const dsa_tensor_t,
+        kv_cache: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        attn_sink: *const dsa_tensor_t,
+        topk_length: *const dsa_tensor_t,
+        out: *const dsa_tensor_t,
+        lse: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Writes T new tokens into the FP8 MLA cache (DSA_SPEC 7.2): token t goes to slot"]
+    #[doc = "  slot_mapping[t] = page * page_size + offset, as one 656-byte entry:"]
+    #[doc = "  bytes 0..511 the e4m3 codes of c_kv[t] quantised in 4 groups of 128 (DSA_SPEC 2: amax over the"]
+    #[doc = "  group's finite values, floored at 1e-4; ue8m0 scale s = 2^ceil(log2(amax / 448)); codes"]
+    #[doc = "  e4m3(clamp(x / s, -448, 448)) rounded to nearest even; NaN stays NaN, +-Inf saturates);"]
+    #[doc = "  bytes 512..527 the 4 scales as f32 (native byte order); bytes 528..655 k_pe[t] as 64 bf16"]
+    #[doc = "  (rounded to nearest even from f32, copied from bf16)."]
+    #[doc = "  Slots < 0 or >= num_pages * page_size are skipped (that token is not written). When several"]
+    #[doc = "  tokens map to the same slot, the last of them (largest t) is what the slot holds."]
+    #[doc = "  Shapes: c_kv f32 or bf16 [T, 512]; k_pe [T, 64] of the same dtype; slot_mapping i64 [T];"]
+    #[doc = "  kv_cache U8 [num_pages, page_size, 656], written in place (only the addressed entries change)."]
+    #[doc = "  Layout: the last dimension of c_kv, k_pe and kv_cache must be contiguous; other strides free."]
+    #[doc = "  kv_cache must not overlap the inputs."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/tensor/data), DSA_STATUS_SHAPE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY."]
+    pub fn dsa_mla_cache_write(
+        context: *mut dsa_context_t,
+        c_kv: *const dsa_tensor_t,
+        k_pe: *const dsa_tensor_t,
+        slot_mapping: *const dsa_tensor_t,
+        kv_cache: *const dsa_tensor_t,
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }
