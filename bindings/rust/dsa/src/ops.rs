@@ -21,6 +21,8 @@ macro_rules! params {
         }
 
         impl Default for $name {
+            // A struct without fields yet (dsa_indexer_params_t) reads nothing from `raw`.
+            #[allow(unused_variables)]
             fn default() -> Self {
                 let raw = initialised(sys::$init);
                 $name { $($field: raw.$field.into(),)* }
@@ -29,6 +31,7 @@ macro_rules! params {
 
         impl RawParams for $name {
             type Raw = sys::$raw;
+            #[allow(unused_mut)]
             fn to_raw(self) -> sys::$raw {
                 let mut raw = initialised(sys::$init);
                 $(raw.$field = self.$field.into();)*
@@ -63,6 +66,16 @@ impl<P: RawParams> RawParamsOf<P> {
 
 fn raw_params<P: RawParams>(params: Option<&P>) -> RawParamsOf<P> {
     RawParamsOf(params.map(|params| params.to_raw()))
+}
+
+/// An optional input tensor: `None` passes NULL (dsa.h says which tensors may be NULL).
+fn optional(view: Option<&TensorView>) -> *const sys::dsa_tensor_t {
+    view.map_or(ptr::null(), |view| view.as_raw())
+}
+
+/// An optional output tensor: `None` passes NULL.
+fn optional_mut(view: Option<&mut TensorViewMut>) -> *const sys::dsa_tensor_t {
+    view.map_or(ptr::null(), |view| view.as_raw())
 }
 
 /// How FP8 block quantisation chooses a group's scale (`DSA_SCALE_FORMAT_*`).
@@ -107,6 +120,68 @@ params! {
     HadamardParams = dsa_hadamard_params_t, dsa_hadamard_params_init {
         /// Multiplier of the result; 0 (default) means n^-0.5 (orthonormal).
         scale: f32,
+    }
+}
+
+/// Output order of [`Context::topk`] (`DSA_TOPK_ORDER_*`); the selected set never depends on it.
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TopkOrder(pub u32);
+
+impl TopkOrder {
+    /// A deterministic order that is otherwise unspecified (the fastest).
+    pub const UNSPECIFIED: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_UNSPECIFIED as u32);
+    /// Score descending, ties by ascending index; NaN-scored (forced) tokens last, by index.
+    pub const SCORE: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_SCORE as u32);
+    /// Ascending token index.
+    pub const INDEX: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_INDEX as u32);
+}
+
+impl From<u32> for TopkOrder {
+    fn from(code: u32) -> TopkOrder {
+        TopkOrder(code)
+    }
+}
+
+impl From<TopkOrder> for u32 {
+    fn from(order: TopkOrder) -> u32 {
+        order.0
+    }
+}
+
+params! {
+    /// Parameters of [`Context::topk`] (`dsa_topk_params_t`).
+    TopkParams = dsa_topk_params_t, dsa_topk_params_init {
+        /// Tokens selected per row (default 2048; >= 1, may exceed N).
+        k: i32,
+        /// Output order (default [`TopkOrder::UNSPECIFIED`]).
+        order: TopkOrder,
+        /// The first `n_sink` tokens of each row's window are always selected (default 0).
+        n_sink: i32,
+        /// The last `n_local` tokens of each row's window are always selected (default 0;
+        /// n_sink + n_local <= k).
+        n_local: i32,
+        /// Tokens per page of the block table (default 64; >= 1).
+        page_size: i32,
+    }
+}
+
+params! {
+    /// Parameters of [`Context::indexer_logits`] and [`Context::indexer_logits_paged`]
+    /// (`dsa_indexer_params_t`); no options yet.
+    IndexerParams = dsa_indexer_params_t, dsa_indexer_params_init {
+    }
+}
+
+params! {
+    /// Parameters of [`Context::sparse_attention`] and [`Context::sparse_attention_paged`]
+    /// (`dsa_sparse_attention_params_t`).
+    SparseAttentionParams = dsa_sparse_attention_params_t, dsa_sparse_attention_params_init {
+        /// Softmax scale applied to q.k. Required: the default 0 is rejected (DeepSeek-V3.2 uses
+        /// 0.13523378, not d_qk^-0.5).
+        scale: f32,
+        /// Value width: the first d_v dims of each KV entry (default 512; 1 <= d_v <= d_qk).
+        d_v: i32,
     }
 }
 
@@ -155,5 +230,210 @@ impl Context {
     pub fn hadamard_in_place(&self, params: Option<&HadamardParams>, x: &mut TensorViewMut, stream: Stream) -> Result<()> {
         let params = raw_params(params);
         Error::check(unsafe { sys::dsa_hadamard(self.as_raw(), params.as_ptr(), x.as_raw(), x.as_raw(), stream.as_raw()) })
+    }
+
+    /// Top-k selection (`dsa_topk`): for every row of scores f32 [R, N], the indices i32 [R, k]
+    /// of the k best tokens of the window [row_starts, row_ends) (`None`: 0 and N), larger score
+    /// first and equal scores by smaller index, -1 padding at the end; with a block table
+    /// i32 [B, max_pages], physical slots instead. See dsa.h for sinks, locals and statuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn topk(
+        &self,
+        params: Option<&TopkParams>,
+        scores: &TensorView,
+        row_starts: Option<&TensorView>,
+        row_ends: Option<&TensorView>,
+        block_table: Option<&TensorView>,
+        indices: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(params);
+        Error::check(unsafe {
+            sys::dsa_topk(
+                self.as_raw(),
+                params.as_ptr(),
+                scores.as_raw(),
+                optional(row_starts),
+                optional(row_ends),
+                optional(block_table),
+                indices.as_raw(),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Lightning-indexer logits of a ragged prefill (`dsa_indexer_logits`): q e4m3 [S_q, H_I, D_I],
+    /// weights f32 [S_q, H_I], k e4m3 [S_kv, D_I], k_scale f32 [S_kv], windows ks, ke i32 [S_q]
+    /// into logits f32 [S_q, S_kv] (-inf outside each window).
+    #[allow(clippy::too_many_arguments)]
+    pub fn indexer_logits(
+        &self,
+        params: Option<&IndexerParams>,
+        q: &TensorView,
+        weights: &TensorView,
+        k: &TensorView,
+        k_scale: &TensorView,
+        ks: &TensorView,
+        ke: &TensorView,
+        logits: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(params);
+        Error::check(unsafe {
+            sys::dsa_indexer_logits(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                weights.as_raw(),
+                k.as_raw(),
+                k_scale.as_raw(),
+                ks.as_raw(),
+                ke.as_raw(),
+                logits.as_raw(),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Lightning-indexer logits of a decode step over the paged key cache
+    /// (`dsa_indexer_logits_paged`): q e4m3 [B, n_next, H_I, D_I], weights f32 [B * n_next, H_I],
+    /// k_cache u8 [num_pages, 64 * (D_I + 4)], block_table i32 [B, max_pages], context_lens
+    /// i32 [B] into logits f32 [B * n_next, max_context].
+    #[allow(clippy::too_many_arguments)]
+    pub fn indexer_logits_paged(
+        &self,
+        params: Option<&IndexerParams>,
+        q: &TensorView,
+        weights: &TensorView,
+        k_cache: &TensorView,
+        block_table: &TensorView,
+        context_lens: &TensorView,
+        logits: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(params);
+        Error::check(unsafe {
+            sys::dsa_indexer_logits_paged(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                weights.as_raw(),
+                k_cache.as_raw(),
+                block_table.as_raw(),
+                context_lens.as_raw(),
+                logits.as_raw(),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Quantises keys k [T, D_I] (f32 or bf16) and scatters them into the paged indexer key
+    /// cache u8 [num_pages, 64 * (D_I + 4)] at the slots slot_mapping i64 [T]
+    /// (`dsa_indexer_cache_write`; negative or out-of-range slots are skipped).
+    pub fn indexer_cache_write(
+        &self,
+        k: &TensorView,
+        slot_mapping: &TensorView,
+        k_cache: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        Error::check(unsafe {
+            sys::dsa_indexer_cache_write(self.as_raw(), k.as_raw(), slot_mapping.as_raw(), k_cache.as_raw(), stream.as_raw())
+        })
+    }
+
+    /// Sparse MLA attention, prefill form (`dsa_sparse_attention`): q bf16 [S_q, H_q, d_qk],
+    /// kv bf16 [S_kv, d_qk], indices i32 [S_q, k] (invalid ones skipped), attn_sink f32 [H_q] or
+    /// `None`, topk_length i32 [S_q] or `None`, into out bf16 [S_q, H_q, d_v], lse f32 [S_q, H_q]
+    /// and, unless `None`, max_logits f32 [S_q, H_q]. The params are required (scale has no
+    /// default).
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_attention(
+        &self,
+        params: &SparseAttentionParams,
+        q: &TensorView,
+        kv: &TensorView,
+        indices: &TensorView,
+        attn_sink: Option<&TensorView>,
+        topk_length: Option<&TensorView>,
+        out: &mut TensorViewMut,
+        lse: &mut TensorViewMut,
+        max_logits: Option<&mut TensorViewMut>,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(Some(params));
+        Error::check(unsafe {
+            sys::dsa_sparse_attention(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                kv.as_raw(),
+                indices.as_raw(),
+                optional(attn_sink),
+                optional(topk_length),
+                out.as_raw(),
+                lse.as_raw(),
+                optional_mut(max_logits),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Sparse MLA attention over a paged KV cache (`dsa_sparse_attention_paged`): q bf16
+    /// [B, s_q, H_q, d_qk], kv_cache bf16 [num_pages, page_size, d_qk] or the FP8 MLA cache u8
+    /// [num_pages, page_size, 656], indices i32 [B, s_q, k] of physical slots, attn_sink f32 [H_q]
+    /// or `None`, topk_length i32 [B, s_q] or `None`, into out bf16 [B, s_q, H_q, d_v] and lse
+    /// f32 [B, s_q, H_q].
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_attention_paged(
+        &self,
+        params: &SparseAttentionParams,
+        q: &TensorView,
+        kv_cache: &TensorView,
+        indices: &TensorView,
+        attn_sink: Option<&TensorView>,
+        topk_length: Option<&TensorView>,
+        out: &mut TensorViewMut,
+        lse: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(Some(params));
+        Error::check(unsafe {
+            sys::dsa_sparse_attention_paged(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                kv_cache.as_raw(),
+                indices.as_raw(),
+                optional(attn_sink),
+                optional(topk_length),
+                out.as_raw(),
+                lse.as_raw(),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Writes T tokens into the FP8 MLA cache u8 [num_pages, page_size, 656]
+    /// (`dsa_mla_cache_write`): c_kv [T, 512] and k_pe [T, 64] (both f32 or both bf16) at the
+    /// slots slot_mapping i64 [T] (out-of-range slots skipped).
+    pub fn mla_cache_write(
+        &self,
+        c_kv: &TensorView,
+        k_pe: &TensorView,
+        slot_mapping: &TensorView,
+        kv_cache: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        Error::check(unsafe {
+            sys::dsa_mla_cache_write(
+                self.as_raw(),
+                c_kv.as_raw(),
+                k_pe.as_raw(),
+                slot_mapping.as_raw(),
+                kv_cache.as_raw(),
+                stream.as_raw(),
+            )
+        })
     }
 }

@@ -1,6 +1,9 @@
 //! The safe API against the real library on the CPU: data reaches libdsa and comes back in the
 //! right places, and failures become `dsa::Error` with libdsa's code and message.
-use dsa::{Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, Status, Stream, TensorView, TensorViewMut};
+use dsa::{
+    Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, IndexerParams, QuantizeFp8Params, ScaleFormat, SparseAttentionParams,
+    Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams,
+};
 
 /// Deterministic values in (-scale, scale), different for every seed.
 fn random_floats(count: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -262,4 +265,366 @@ fn one_context_serves_many_threads_with_their_own_errors() {
             });
         }
     });
+}
+
+fn topk_rows(context: &Context, params: &TopkParams, scores: &[f32], windows: Option<(&[i32], &[i32])>) -> Vec<i32> {
+    let rows = (scores.len() / 8) as i64;
+    let mut indices = vec![i32::MIN; rows as usize * params.k as usize];
+    let starts = windows.map(|(starts, _)| TensorView::new(starts, &[rows]).unwrap());
+    let ends = windows.map(|(_, ends)| TensorView::new(ends, &[rows]).unwrap());
+    context
+        .topk(
+            Some(params),
+            &TensorView::new(scores, &[rows, 8]).unwrap(),
+            starts.as_ref(),
+            ends.as_ref(),
+            None,
+            &mut TensorViewMut::new(&mut indices, &[rows, params.k as i64]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    indices
+}
+
+#[test]
+fn topk_prefers_larger_scores_then_smaller_indices() {
+    let context = Context::new().unwrap();
+    #[rustfmt::skip]
+    let scores = [
+        0.5, 2.0, -1.0, 2.0, f32::NAN, 3.0, f32::NEG_INFINITY, 0.5,
+        9.0, 8.0, 1.0, f32::NAN, 1.0, 7.0, 7.0, 7.0,
+    ];
+    let params = TopkParams { k: 4, order: TopkOrder::SCORE, ..Default::default() };
+    // Row 0: 3.0 at 5, the tied 2.0s at 1 then 3, and of the tied 0.5s the one at 0; NaN never.
+    // Row 1, window [2, 6): 7.0 at 5, the tied 1.0s at 2 then 4 (NaN at 3 skipped), -1 padding.
+    let windowed = topk_rows(&context, &params, &scores, Some((&[0, 2], &[8, 6])));
+    assert_eq!(windowed, [5, 1, 3, 0, 5, 2, 4, -1]);
+    // No windows (whole rows), ascending indices: row 1 takes 9.0, 8.0 and the first two 7.0s.
+    let by_index = TopkParams { order: TopkOrder::INDEX, ..params };
+    assert_eq!(topk_rows(&context, &by_index, &scores, None), [0, 1, 3, 5, 0, 1, 5, 6]);
+    // A block table of pages of 2 tokens maps token i of a row to slot table[i / 2] * 2 + i % 2.
+    let table = [3, 0, 5, 1];
+    let mut slots = vec![0i32; 4];
+    let table_params = TopkParams { page_size: 2, ..params };
+    context
+        .topk(
+            Some(&table_params),
+            &TensorView::new(&scores[..8], &[1, 8]).unwrap(),
+            None,
+            None,
+            Some(&TensorView::new(&table, &[1, 4]).unwrap()),
+            &mut TensorViewMut::new(&mut slots, &[1, 4]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    // Tokens 5, 1, 3, 0 sit in pages 5, 3, 0, 3 at offsets 1, 1, 1, 0.
+    assert_eq!(slots, [11, 7, 1, 6]);
+}
+
+/// Deterministic e4m3 codes of moderate magnitude (never NaN), different for every seed.
+fn random_codes(count: usize, seed: u64) -> Vec<Fp8E4M3> {
+    random_floats(count, seed, 1.0).iter().map(|v| Fp8E4M3(((v.abs() * 80.0) as u8) | if *v < 0.0 { 0x80 } else { 0 })).collect()
+}
+
+/// DSA_SPEC section 4 in f64: logits[t, s] = k_scale[s] * sum_h w[t, h] * ReLU(q[t, h] . k[s]).
+fn reference_logits(q: &[Fp8E4M3], weights: &[f32], k: &[Fp8E4M3], k_scale: &[f32], heads: usize, dim: usize, t: usize, s: usize) -> f64 {
+    let mut sum = 0f64;
+    for h in 0..heads {
+        let dot: f64 = (0..dim).map(|d| decode_e4m3(q[(t * heads + h) * dim + d].0) as f64 * decode_e4m3(k[s * dim + d].0) as f64).sum();
+        sum += weights[t * heads + h] as f64 * dot.max(0.0);
+    }
+    k_scale[s] as f64 * sum
+}
+
+#[test]
+fn indexer_logits_match_the_definition_inside_each_window() {
+    let context = Context::new().unwrap();
+    let (queries, heads, dim, keys) = (3usize, 2usize, 8usize, 5usize);
+    let q = random_codes(queries * heads * dim, 10);
+    let k = random_codes(keys * dim, 11);
+    let weights = random_floats(queries * heads, 12, 1.0);
+    let k_scale: Vec<f32> = random_floats(keys, 13, 1.0).iter().map(|v| v.abs() + 0.1).collect();
+    let (ks, ke) = ([0, 1, 4], [1, 4, 2]); // the last window is empty
+    let mut logits = vec![f32::NAN; queries * keys];
+    context
+        .indexer_logits(
+            Some(&IndexerParams::default()),
+            &TensorView::new(&q, &[queries as i64, heads as i64, dim as i64]).unwrap(),
+            &TensorView::new(&weights, &[queries as i64, heads as i64]).unwrap(),
+            &TensorView::new(&k, &[keys as i64, dim as i64]).unwrap(),
+            &TensorView::new(&k_scale, &[keys as i64]).unwrap(),
+            &TensorView::new(&ks, &[queries as i64]).unwrap(),
+            &TensorView::new(&ke, &[queries as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut logits, &[queries as i64, keys as i64]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    for t in 0..queries {
+        for s in 0..keys {
+            let value = logits[t * keys + s];
+            if (ks[t]..ke[t]).contains(&(s as i32)) {
+                let expected = reference_logits(&q, &weights, &k, &k_scale, heads, dim, t, s);
+                assert!((value as f64 - expected).abs() <= 1e-5 * expected.abs().max(1.0), "[{t}, {s}]: {value} vs {expected}");
+            } else {
+                assert_eq!(value, f32::NEG_INFINITY, "[{t}, {s}]");
+            }
+        }
+    }
+}
+
+#[test]
+fn indexer_cache_write_then_paged_logits() {
+    let context = Context::new().unwrap();
+    let (dim, heads, tokens, pages) = (16usize, 2usize, 3usize, 2usize);
+    let page_bytes = 64 * (dim + 4);
+    let keys = random_floats(tokens * dim, 20, 3.0);
+    // Token i goes to slot 64 + i (page 1); the -1 of a padding token is skipped.
+    let slots = [64i64, 65, 66, -1];
+    let mut padded_keys = keys.clone();
+    padded_keys.extend(random_floats(dim, 21, 3.0));
+    let mut cache = vec![0xEEu8; pages * page_bytes];
+    context
+        .indexer_cache_write(
+            &TensorView::new(&padded_keys, &[4, dim as i64]).unwrap(),
+            &TensorView::new(&slots, &[4]).unwrap(),
+            &mut TensorViewMut::new(&mut cache, &[pages as i64, page_bytes as i64]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    // The cache holds what quantize_fp8 gives with one ue8m0 group per token.
+    let (mut codes, mut scales) = (vec![Fp8E4M3(0); tokens * dim], vec![0f32; tokens]);
+    let params = QuantizeFp8Params { group_size: dim as i32, scale_format: ScaleFormat::UE8M0, ..Default::default() };
+    context
+        .quantize_fp8(
+            Some(&params),
+            &TensorView::new(&keys, &[tokens as i64, dim as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut codes, &[tokens as i64, dim as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut scales, &[tokens as i64, 1]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    let page = &cache[page_bytes..];
+    for i in 0..tokens {
+        assert!(page[i * dim..(i + 1) * dim].iter().zip(&codes[i * dim..]).all(|(byte, code)| *byte == code.0), "token {i}");
+        let scale = f32::from_ne_bytes(page[64 * dim + 4 * i..64 * dim + 4 * i + 4].try_into().unwrap());
+        assert_eq!(scale, scales[i], "token {i}");
+    }
+    assert!(cache[..page_bytes].iter().all(|&byte| byte == 0xEE), "page 0 untouched");
+    assert!(page[tokens * dim..64 * dim].iter().all(|&byte| byte == 0xEE), "unused rows untouched");
+
+    // One sequence of 3 tokens in page 1 (block table [1, 0]), two next-token queries: query j
+    // sees tokens [0, 3 - 2 + j + 1).
+    let q = random_codes(2 * heads * dim, 22);
+    let weights = random_floats(2 * heads, 23, 1.0);
+    let (table, lens) = ([1i32, 0], [3i32]);
+    let mut logits = vec![f32::NAN; 2 * 128];
+    context
+        .indexer_logits_paged(
+            None,
+            &TensorView::new(&q, &[1, 2, heads as i64, dim as i64]).unwrap(),
+            &TensorView::new(&weights, &[2, heads as i64]).unwrap(),
+            &TensorView::new(&cache, &[pages as i64, page_bytes as i64]).unwrap(),
+            &TensorView::new(&table, &[1, 2]).unwrap(),
+            &TensorView::new(&lens, &[1]).unwrap(),
+            &mut TensorViewMut::new(&mut logits, &[2, 128]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    for j in 0..2 {
+        for s in 0..128 {
+            let value = logits[j * 128 + s];
+            if s < 2 + j {
+                let expected = reference_logits(&q, &weights, &codes, &scales, heads, dim, j, s);
+                assert!((value as f64 - expected).abs() <= 1e-5 * expected.abs().max(1.0), "[{j}, {s}]: {value} vs {expected}");
+            } else {
+                assert_eq!(value, f32::NEG_INFINITY, "[{j}, {s}]");
+            }
+        }
+    }
+}
+
+fn bf16s(count: usize, seed: u64, scale: f32) -> Vec<Bf16> {
+    random_floats(count, seed, scale).into_iter().map(Bf16::from_f32).collect()
+}
+
+/// One query row of sparse attention in f64 (DSA_SPEC section 6): (out [H, d_v], lse [H],
+/// max_logits [H]) over the valid `selected` rows of kv.
+fn reference_attention(q: &[Bf16], kv: &[Bf16], selected: &[i32], sink: Option<&[f32]>, scale: f64, d_qk: usize, d_v: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let heads = q.len() / d_qk;
+    let valid: Vec<usize> = selected.iter().filter(|&&s| s >= 0 && (s as usize) < kv.len() / d_qk).map(|&s| s as usize).collect();
+    let (mut out, mut lse, mut max_logits) = (vec![0f64; heads * d_v], vec![0f64; heads], vec![0f64; heads]);
+    for h in 0..heads {
+        let z: Vec<f64> = valid
+            .iter()
+            .map(|&s| scale * (0..d_qk).map(|d| q[h * d_qk + d].to_f32() as f64 * kv[s * d_qk + d].to_f32() as f64).sum::<f64>())
+            .collect();
+        let denominator: f64 = z.iter().map(|z| z.exp()).sum();
+        lse[h] = denominator.ln();
+        max_logits[h] = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let total = denominator + sink.map_or(0.0, |sink| (sink[h] as f64).exp());
+        for (j, &s) in valid.iter().enumerate() {
+            for d in 0..d_v {
+                out[h * d_v + d] += z[j].exp() * kv[s * d_qk + d].to_f32() as f64 / total;
+            }
+        }
+    }
+    (out, lse, max_logits)
+}
+
+fn assert_close(actual: f32, expected: f64, tolerance: f64, what: &str) {
+    assert!((actual as f64 - expected).abs() <= tolerance * expected.abs().max(1.0), "{what}: {actual} vs {expected}");
+}
+
+#[test]
+fn sparse_attention_matches_an_f64_reference() {
+    let context = Context::new().unwrap();
+    let (rows, heads, d_qk, d_v, keys, k) = (2usize, 3usize, 16usize, 8usize, 6usize, 4usize);
+    let q = bf16s(rows * heads * d_qk, 30, 1.0);
+    let kv = bf16s(keys * d_qk, 31, 1.0);
+    // Row 0 repeats 5 (it counts twice) and pads with -1; row 1 has an out-of-range 9.
+    let indices = [4, 5, 5, -1, 2, 0, 9, 3];
+    let sink = [0.5f32, -0.25, 1.0];
+    let params = SparseAttentionParams { scale: 0.3, d_v: d_v as i32 };
+    let mut out = vec![Bf16(0xFFFF); rows * heads * d_v];
+    let (mut lse, mut max_logits) = (vec![f32::NAN; rows * heads], vec![f32::NAN; rows * heads]);
+    context
+        .sparse_attention(
+            &params,
+            &TensorView::new(&q, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[keys as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[rows as i64, k as i64]).unwrap(),
+            Some(&TensorView::new(&sink, &[heads as i64]).unwrap()),
+            None,
+            &mut TensorViewMut::new(&mut out, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut lse, &[rows as i64, heads as i64]).unwrap(),
+            Some(&mut TensorViewMut::new(&mut max_logits, &[rows as i64, heads as i64]).unwrap()),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    for t in 0..rows {
+        let row_q = &q[t * heads * d_qk..(t + 1) * heads * d_qk];
+        let (expected_out, expected_lse, expected_max) = reference_attention(row_q, &kv, &indices[t * k..(t + 1) * k], Some(&sink), 0.3, d_qk, d_v);
+        for h in 0..heads {
+            assert_close(lse[t * heads + h], expected_lse[h], 1e-5, &format!("lse[{t}, {h}]"));
+            assert_close(max_logits[t * heads + h], expected_max[h], 1e-5, &format!("max_logits[{t}, {h}]"));
+            for d in 0..d_v {
+                let i = (t * heads + h) * d_v + d;
+                assert_close(out[i].to_f32(), expected_out[h * d_v + d], 1.0 / 128.0, &format!("out[{t}, {h}, {d}]"));
+            }
+        }
+    }
+
+    // The paged form over the same entries as 2 pages of 3 tokens, topk_length 2 for row 1, no sink.
+    let lengths = [4, 2];
+    let (mut paged_out, mut paged_lse) = (vec![Bf16(0xFFFF); rows * heads * d_v], vec![f32::NAN; rows * heads]);
+    context
+        .sparse_attention_paged(
+            &params,
+            &TensorView::new(&q, &[1, rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[2, 3, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[1, rows as i64, k as i64]).unwrap(),
+            None,
+            Some(&TensorView::new(&lengths, &[1, rows as i64]).unwrap()),
+            &mut TensorViewMut::new(&mut paged_out, &[1, rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut paged_lse, &[1, rows as i64, heads as i64]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    for t in 0..rows {
+        let row_q = &q[t * heads * d_qk..(t + 1) * heads * d_qk];
+        let selected = &indices[t * k..t * k + lengths[t] as usize];
+        let (expected_out, expected_lse, _) = reference_attention(row_q, &kv, selected, None, 0.3, d_qk, d_v);
+        for h in 0..heads {
+            assert_close(paged_lse[t * heads + h], expected_lse[h], 1e-5, &format!("paged lse[{t}, {h}]"));
+            for d in 0..d_v {
+                let i = (t * heads + h) * d_v + d;
+                assert_close(paged_out[i].to_f32(), expected_out[h * d_v + d], 1.0 / 128.0, &format!("paged out[{t}, {h}, {d}]"));
+            }
+        }
+    }
+}
+
+#[test]
+fn mla_cache_write_stores_codes_scales_and_rope_keys() {
+    let context = Context::new().unwrap();
+    let (tokens, pages, page_size) = (2usize, 2usize, 4usize);
+    let c_kv = random_floats(tokens * 512, 40, 4.0);
+    let k_pe = random_floats(tokens * 64, 41, 2.0);
+    let slots = [6i64, 1];
+    let mut cache = vec![0xEEu8; pages * page_size * 656];
+    context
+        .mla_cache_write(
+            &TensorView::new(&c_kv, &[tokens as i64, 512]).unwrap(),
+            &TensorView::new(&k_pe, &[tokens as i64, 64]).unwrap(),
+            &TensorView::new(&slots, &[tokens as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut cache, &[pages as i64, page_size as i64, 656]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    let (mut codes, mut scales) = (vec![Fp8E4M3(0); tokens * 512], vec![0f32; tokens * 4]);
+    let params = QuantizeFp8Params { group_size: 128, scale_format: ScaleFormat::UE8M0, ..Default::default() };
+    context
+        .quantize_fp8(
+            Some(&params),
+            &TensorView::new(&c_kv, &[tokens as i64, 512]).unwrap(),
+            &mut TensorViewMut::new(&mut codes, &[tokens as i64, 512]).unwrap(),
+            &mut TensorViewMut::new(&mut scales, &[tokens as i64, 4]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    for (t, &slot) in slots.iter().enumerate() {
+        let entry = &cache[slot as usize * 656..(slot as usize + 1) * 656];
+        assert!(entry[..512].iter().zip(&codes[t * 512..]).all(|(byte, code)| *byte == code.0), "token {t} codes");
+        for g in 0..4 {
+            assert_eq!(f32::from_ne_bytes(entry[512 + 4 * g..516 + 4 * g].try_into().unwrap()), scales[t * 4 + g], "token {t} scale {g}");
+        }
+        for d in 0..64 {
+            let bits = u16::from_ne_bytes(entry[528 + 2 * d..530 + 2 * d].try_into().unwrap());
+            assert_eq!(Bf16(bits), Bf16::from_f32(k_pe[t * 64 + d]), "token {t} k_pe {d}");
+        }
+    }
+    let written = |index: usize| slots.iter().any(|&slot| index / 656 == slot as usize);
+    assert!(cache.iter().enumerate().all(|(i, &byte)| written(i) || byte == 0xEE), "other entries untouched");
+}
+
+#[test]
+fn new_ops_report_bad_params_by_name() {
+    let context = Context::new().unwrap();
+    let (q, kv, indices) = (bf16s(2 * 16, 50, 1.0), bf16s(3 * 16, 51, 1.0), [0i32, 1, 2, 0]);
+    let (mut out, mut lse) = (vec![Bf16(0x1234); 2 * 8], vec![7f32; 2]);
+    let params = SparseAttentionParams { d_v: 8, ..Default::default() };
+    assert_eq!(params.scale, 0.0, "scale has no default");
+    let error = context
+        .sparse_attention(
+            &params,
+            &TensorView::new(&q, &[2, 1, 16]).unwrap(),
+            &TensorView::new(&kv, &[3, 16]).unwrap(),
+            &TensorView::new(&indices, &[2, 2]).unwrap(),
+            None,
+            None,
+            &mut TensorViewMut::new(&mut out, &[2, 1, 8]).unwrap(),
+            &mut TensorViewMut::new(&mut lse, &[2, 1]).unwrap(),
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
+    assert!(error.message().starts_with("params.scale"), "{error}");
+    assert!(out.iter().all(|&value| value == Bf16(0x1234)) && lse == [7.0, 7.0], "outputs untouched");
+
+    let scores = random_floats(8, 52, 1.0);
+    let mut selected = vec![0i32; 2];
+    let error = context
+        .topk(
+            Some(&TopkParams { k: 2, n_sink: 2, n_local: 1, ..Default::default() }),
+            &TensorView::new(&scores, &[1, 8]).unwrap(),
+            None,
+            None,
+            None,
+            &mut TensorViewMut::new(&mut selected, &[1, 2]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
+    assert!(error.message().starts_with("params.n_sink + params.n_local"), "{error}");
 }
