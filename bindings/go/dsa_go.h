@@ -86,4 +86,96 @@ static inline dsa_status_t dsa_go_hadamard(dsa_context_t* context, const dsa_had
                           message);
 }
 
+static inline dsa_status_t dsa_go_topk(dsa_context_t* context, const dsa_topk_params_t* params,
+                                       const dsa_tensor_t* scores, void* scores_data, const dsa_tensor_t* row_starts,
+                                       void* row_starts_data, const dsa_tensor_t* row_ends, void* row_ends_data,
+                                       const dsa_tensor_t* block_table, void* block_table_data,
+                                       const dsa_tensor_t* indices, void* indices_data, uintptr_t stream,
+                                       char** message) {
+    dsa_tensor_t scores_storage, row_starts_storage, row_ends_storage, block_table_storage, indices_storage;
+    return dsa_go_checked(dsa_topk(context, params, DSA_GO_TENSOR(scores), DSA_GO_TENSOR(row_starts),
+                                   DSA_GO_TENSOR(row_ends), DSA_GO_TENSOR(block_table), DSA_GO_TENSOR(indices),
+                                   (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_indexer_logits(dsa_context_t* context, const dsa_indexer_params_t* params,
+                                                 const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* weights,
+                                                 void* weights_data, const dsa_tensor_t* k, void* k_data,
+                                                 const dsa_tensor_t* k_scale, void* k_scale_data, const dsa_tensor_t* ks,
+                                                 void* ks_data, const dsa_tensor_t* ke, void* ke_data,
+                                                 const dsa_tensor_t* logits, void* logits_data, uintptr_t stream,
+                                                 char** message) {
+    dsa_tensor_t q_storage, weights_storage, k_storage, k_scale_storage, ks_storage, ke_storage, logits_storage;
+    return dsa_go_checked(dsa_indexer_logits(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(weights), DSA_GO_TENSOR(k),
+                                             DSA_GO_TENSOR(k_scale), DSA_GO_TENSOR(ks), DSA_GO_TENSOR(ke),
+                                             DSA_GO_TENSOR(logits), (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_indexer_logits_paged(dsa_context_t* context, const dsa_indexer_params_t* params,
+                                                       const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* weights,
+                                                       void* weights_data, const dsa_tensor_t* k_cache, void* k_cache_data,
+                                                       const dsa_tensor_t* block_table, void* block_table_data,
+                                                       const dsa_tensor_t* context_lens, void* context_lens_data,
+                                                       const dsa_tensor_t* logits, void* logits_data, uintptr_t stream,
+                                                       char** message) {
+    dsa_tensor_t q_storage, weights_storage, k_cache_storage, block_table_storage, context_lens_storage, logits_storage;
+    return dsa_go_checked(dsa_indexer_logits_paged(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(weights),
+                                                   DSA_GO_TENSOR(k_cache), DSA_GO_TENSOR(block_table),
+                                                   DSA_GO_TENSOR(context_lens), DSA_GO_TENSOR(logits),
+                                                   (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_indexer_cache_write(dsa_context_t* context, const dsa_tensor_t* k, void* k_data,
+                                                      const dsa_tensor_t* slot_mapping, void* slot_mapping_data,
+                                                      const dsa_tensor_t* k_cache, void* k_cache_data, uintptr_t stream,
+                                                      char** message) {
+    dsa_tensor_t k_storage, slot_mapping_storage, k_cache_storage;
+    return dsa_go_checked(dsa_indexer_cache_write(context, DSA_GO_TENSOR(k), DSA_GO_TENSOR(slot_mapping),
+                                                  DSA_GO_TENSOR(k_cache), (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_sparse_attention(dsa_context_t* context, const dsa_sparse_attention_params_t* params,
+                                                   const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* kv,
+                                                   void* kv_data, const dsa_tensor_t* indices, void* indices_data,
+                                                   const dsa_tensor_t* attn_sink, void* attn_sink_data,
+                                                   const dsa_tensor_t* topk_length, void* topk_length_data,
+                                                   const dsa_tensor_t* out, void* out_data, const dsa_tensor_t* lse,
+                                                   void* lse_data, const dsa_tensor_t* max_logits, void* max_logits_data,
+                                                   uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, kv_storage, indices_storage, attn_sink_storage, topk_length_storage, out_storage,
+        lse_storage, max_logits_storage;
+    return dsa_go_checked(dsa_sparse_attention(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(kv),
+                                               DSA_GO_TENSOR(indices), DSA_GO_TENSOR(attn_sink),
+                                               DSA_GO_TENSOR(topk_length), DSA_GO_TENSOR(out), DSA_GO_TENSOR(lse),
+                                               DSA_GO_TENSOR(max_logits), (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_sparse_attention_paged(dsa_context_t* context,
+                                                         const dsa_sparse_attention_params_t* params,
+                                                         const dsa_tensor_t* q, void* q_data,
+                                                         const dsa_tensor_t* kv_cache, void* kv_cache_data,
+                                                         const dsa_tensor_t* indices, void* indices_data,
+                                                         const dsa_tensor_t* attn_sink, void* attn_sink_data,
+                                                         const dsa_tensor_t* topk_length, void* topk_length_data,
+                                                         const dsa_tensor_t* out, void* out_data, const dsa_tensor_t* lse,
+                                                         void* lse_data, uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, kv_cache_storage, indices_storage, attn_sink_storage, topk_length_storage, out_storage,
+        lse_storage;
+    return dsa_go_checked(dsa_sparse_attention_paged(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(kv_cache),
+                                                     DSA_GO_TENSOR(indices), DSA_GO_TENSOR(attn_sink),
+                                                     DSA_GO_TENSOR(topk_length), DSA_GO_TENSOR(out), DSA_GO_TENSOR(lse),
+                                                     (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_mla_cache_write(dsa_context_t* context, const dsa_tensor_t* c_kv, void* c_kv_data,
+                                                  const dsa_tensor_t* k_pe, void* k_pe_data,
+                                                  const dsa_tensor_t* slot_mapping, void* slot_mapping_data,
+                                                  const dsa_tensor_t* kv_cache, void* kv_cache_data, uintptr_t stream,
+                                                  char** message) {
+    dsa_tensor_t c_kv_storage, k_pe_storage, slot_mapping_storage, kv_cache_storage;
+    return dsa_go_checked(dsa_mla_cache_write(context, DSA_GO_TENSOR(c_kv), DSA_GO_TENSOR(k_pe),
+                                              DSA_GO_TENSOR(slot_mapping), DSA_GO_TENSOR(kv_cache),
+                                              (dsa_stream_t)stream), message);
+}
+
 #endif

@@ -373,3 +373,359 @@ func TestOneContextServesManyGoroutinesWithTheirOwnErrors(t *testing.T) {
 		t.Error(failure)
 	}
 }
+
+func topkRows(t *testing.T, context *dsa.Context, params *dsa.TopkParams, scores []float32, starts, ends []int32) []int32 {
+	t.Helper()
+	rowCount := int64(len(scores) / 8)
+	indices := make([]int32, rowCount*int64(params.K))
+	for i := range indices {
+		indices[i] = math.MinInt32
+	}
+	var startsView, endsView *dsa.Tensor // nil: the whole row
+	if starts != nil {
+		startsView, endsView = view(t, starts, rowCount), view(t, ends, rowCount)
+	}
+	err := context.Topk(params, view(t, scores, rowCount, 8), startsView, endsView, nil,
+		view(t, indices, rowCount, int64(params.K)), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return indices
+}
+
+func equalInts(t *testing.T, what string, got, want []int32) {
+	t.Helper()
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("%s: %v, want %v", what, got, want)
+	}
+}
+
+func TestTopkPrefersLargerScoresThenSmallerIndices(t *testing.T) {
+	context := newContext(t, nil)
+	nan, negInf := float32(math.NaN()), float32(math.Inf(-1))
+	scores := []float32{
+		0.5, 2.0, -1.0, 2.0, nan, 3.0, negInf, 0.5,
+		9.0, 8.0, 1.0, nan, 1.0, 7.0, 7.0, 7.0,
+	}
+	params := dsa.DefaultTopkParams()
+	params.K, params.Order = 4, dsa.TopkOrderScore
+	// Row 0: 3.0 at 5, the tied 2.0s at 1 then 3, and of the tied 0.5s the one at 0; NaN never.
+	// Row 1, window [2, 6): 7.0 at 5, the tied 1.0s at 2 then 4 (NaN at 3 skipped), -1 padding.
+	equalInts(t, "windows, score order", topkRows(t, context, &params, scores, []int32{0, 2}, []int32{8, 6}),
+		[]int32{5, 1, 3, 0, 5, 2, 4, -1})
+	byIndex := params
+	byIndex.Order = dsa.TopkOrderIndex
+	equalInts(t, "whole rows, index order", topkRows(t, context, &byIndex, scores, nil, nil),
+		[]int32{0, 1, 3, 5, 0, 1, 5, 6})
+	// Pages of 2 tokens: tokens 5, 1, 3, 0 sit in pages 5, 3, 0, 3 at offsets 1, 1, 1, 0.
+	paged := params
+	paged.PageSize = 2
+	slots := make([]int32, 4)
+	err := context.Topk(&paged, view(t, scores[:8], 1, 8), nil, nil, view(t, []int32{3, 0, 5, 1}, 1, 4),
+		view(t, slots, 1, 4), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalInts(t, "block table", slots, []int32{11, 7, 1, 6})
+}
+
+// randomCodes gives deterministic e4m3 codes of moderate magnitude (never NaN).
+func randomCodes(count int, seed uint64) []dsa.Float8E4M3 {
+	codes := make([]dsa.Float8E4M3, count)
+	for i, v := range randomFloats(count, seed, 1) {
+		codes[i] = dsa.Float8E4M3(uint8(math.Abs(float64(v)) * 80))
+		if v < 0 {
+			codes[i] |= 0x80
+		}
+	}
+	return codes
+}
+
+// referenceLogits is DSA_SPEC section 4 in float64:
+// kScale[s] * sum_h w[t, h] * ReLU(q[t, h] . k[s]).
+func referenceLogits(q []dsa.Float8E4M3, weights []float32, k []dsa.Float8E4M3, kScale []float32, heads, dim, t, s int) float64 {
+	sum := 0.0
+	for h := 0; h < heads; h++ {
+		dot := 0.0
+		for d := 0; d < dim; d++ {
+			dot += float64(decodeE4M3(q[(t*heads+h)*dim+d])) * float64(decodeE4M3(k[s*dim+d]))
+		}
+		sum += float64(weights[t*heads+h]) * math.Max(dot, 0)
+	}
+	return float64(kScale[s]) * sum
+}
+
+func checkClose(t *testing.T, what string, got float32, want, tolerance float64) {
+	t.Helper()
+	if math.Abs(float64(got)-want) > tolerance*math.Max(math.Abs(want), 1) {
+		t.Fatalf("%s: %g, want %g", what, got, want)
+	}
+}
+
+func TestIndexerLogitsMatchTheDefinitionInsideEachWindow(t *testing.T) {
+	context := newContext(t, nil)
+	const queries, heads, dim, keys = 3, 2, 8, 5
+	q, k := randomCodes(queries*heads*dim, 10), randomCodes(keys*dim, 11)
+	weights, kScale := randomFloats(queries*heads, 12, 1), randomFloats(keys, 13, 1)
+	for i := range kScale {
+		kScale[i] = float32(math.Abs(float64(kScale[i]))) + 0.1
+	}
+	ks, ke := []int32{0, 1, 4}, []int32{1, 4, 2} // the last window is empty
+	logits := make([]float32, queries*keys)
+	params := dsa.DefaultIndexerParams()
+	err := context.IndexerLogits(&params, view(t, q, queries, heads, dim), view(t, weights, queries, heads),
+		view(t, k, keys, dim), view(t, kScale, keys), view(t, ks, queries), view(t, ke, queries),
+		view(t, logits, queries, keys), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row := 0; row < queries; row++ {
+		for s := 0; s < keys; s++ {
+			what := fmt.Sprintf("logits[%d, %d]", row, s)
+			if int32(s) >= ks[row] && int32(s) < ke[row] {
+				checkClose(t, what, logits[row*keys+s], referenceLogits(q, weights, k, kScale, heads, dim, row, s), 1e-5)
+			} else if !math.IsInf(float64(logits[row*keys+s]), -1) {
+				t.Fatalf("%s: %g outside the window", what, logits[row*keys+s])
+			}
+		}
+	}
+}
+
+func TestIndexerCacheWriteThenPagedLogits(t *testing.T) {
+	context := newContext(t, nil)
+	const dim, heads, tokens, pages = 16, 2, 3, 2
+	const pageBytes = 64 * (dim + 4)
+	keys := randomFloats(4*dim, 20, 3) // the 4th token is padding: slot -1 is skipped
+	cache := make([]uint8, pages*pageBytes)
+	for i := range cache {
+		cache[i] = 0xEE
+	}
+	err := context.IndexerCacheWrite(view(t, keys, 4, dim), view(t, []int64{64, 65, 66, -1}, 4),
+		view(t, cache, pages, pageBytes), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The cache holds what QuantizeFP8 gives with one ue8m0 group per token, in page 1.
+	codes, scales := make([]dsa.Float8E4M3, tokens*dim), make([]float32, tokens)
+	params := dsa.DefaultQuantizeFP8Params()
+	params.GroupSize, params.ScaleFormat = dim, dsa.ScaleFormatUE8M0
+	err = context.QuantizeFP8(&params, view(t, keys[:tokens*dim], tokens, dim), view(t, codes, tokens, dim),
+		view(t, scales, tokens, 1), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := cache[pageBytes:]
+	for i := 0; i < tokens*dim; i++ {
+		if page[i] != uint8(codes[i]) {
+			t.Fatalf("code %d: %#x, want %#x", i, page[i], codes[i])
+		}
+	}
+	for i := 0; i < tokens; i++ {
+		bits := uint32(page[64*dim+4*i]) | uint32(page[64*dim+4*i+1])<<8 | uint32(page[64*dim+4*i+2])<<16 |
+			uint32(page[64*dim+4*i+3])<<24 // little-endian hosts only, as the tests run on
+		if math.Float32frombits(bits) != scales[i] {
+			t.Fatalf("scale %d: %g, want %g", i, math.Float32frombits(bits), scales[i])
+		}
+	}
+	for i, b := range cache {
+		if (i < pageBytes || (i >= pageBytes+tokens*dim && i < pageBytes+64*dim)) && b != 0xEE {
+			t.Fatalf("byte %d written", i)
+		}
+	}
+
+	// One sequence of 3 tokens in page 1, two next-token queries: query j sees [0, 2 + j).
+	q, weights := randomCodes(2*heads*dim, 22), randomFloats(2*heads, 23, 1)
+	logits := make([]float32, 2*128)
+	err = context.IndexerLogitsPaged(nil, view(t, q, 1, 2, heads, dim), view(t, weights, 2, heads),
+		view(t, cache, pages, pageBytes), view(t, []int32{1, 0}, 1, 2), view(t, []int32{3}, 1),
+		view(t, logits, 2, 128), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := 0; j < 2; j++ {
+		for s := 0; s < 128; s++ {
+			what := fmt.Sprintf("logits[%d, %d]", j, s)
+			if s < 2+j {
+				checkClose(t, what, logits[j*128+s], referenceLogits(q, weights, codes, scales, heads, dim, j, s), 1e-5)
+			} else if !math.IsInf(float64(logits[j*128+s]), -1) {
+				t.Fatalf("%s: %g beyond the context", what, logits[j*128+s])
+			}
+		}
+	}
+}
+
+func toBF16(value float32) dsa.Bfloat16 {
+	bits := math.Float32bits(value)
+	return dsa.Bfloat16((bits + 0x7FFF + (bits>>16)&1) >> 16)
+}
+
+func fromBF16(value dsa.Bfloat16) float64 { return float64(math.Float32frombits(uint32(value) << 16)) }
+
+func randomBF16(count int, seed uint64) []dsa.Bfloat16 {
+	values := make([]dsa.Bfloat16, count)
+	for i, v := range randomFloats(count, seed, 1) {
+		values[i] = toBF16(v)
+	}
+	return values
+}
+
+// referenceAttention is one query row of sparse attention in float64 (DSA_SPEC section 6):
+// out [H, dV], lse [H] and max_logits [H] over the valid selected rows of kv.
+func referenceAttention(q, kv []dsa.Bfloat16, selected []int32, sink []float32, scale float64, dQK, dV int) (out, lse, maxLogits []float64) {
+	heads := len(q) / dQK
+	out, lse, maxLogits = make([]float64, heads*dV), make([]float64, heads), make([]float64, heads)
+	for h := 0; h < heads; h++ {
+		var z []float64
+		var rows []int
+		for _, s := range selected {
+			if s < 0 || int(s) >= len(kv)/dQK {
+				continue
+			}
+			dot := 0.0
+			for d := 0; d < dQK; d++ {
+				dot += fromBF16(q[h*dQK+d]) * fromBF16(kv[int(s)*dQK+d])
+			}
+			z, rows = append(z, scale*dot), append(rows, int(s))
+		}
+		denominator, maximum := 0.0, math.Inf(-1)
+		for _, value := range z {
+			denominator += math.Exp(value)
+			maximum = math.Max(maximum, value)
+		}
+		lse[h], maxLogits[h] = math.Log(denominator), maximum
+		total := denominator
+		if sink != nil {
+			total += math.Exp(float64(sink[h]))
+		}
+		for j, s := range rows {
+			for d := 0; d < dV; d++ {
+				out[h*dV+d] += math.Exp(z[j]) * fromBF16(kv[s*dQK+d]) / total
+			}
+		}
+	}
+	return out, lse, maxLogits
+}
+
+func TestSparseAttentionMatchesAFloat64Reference(t *testing.T) {
+	context := newContext(t, nil)
+	const rowCount, heads, dQK, dV, keys, k = 2, 3, 16, 8, 6, 4
+	q, kv := randomBF16(rowCount*heads*dQK, 30), randomBF16(keys*dQK, 31)
+	// Row 0 repeats 5 (it counts twice) and pads with -1; row 1 has an out-of-range 9.
+	indices := []int32{4, 5, 5, -1, 2, 0, 9, 3}
+	sink := []float32{0.5, -0.25, 1}
+	params := dsa.SparseAttentionParams{Scale: 0.3, DV: dV}
+	out := make([]dsa.Bfloat16, rowCount*heads*dV)
+	lse, maxLogits := make([]float32, rowCount*heads), make([]float32, rowCount*heads)
+	err := context.SparseAttention(&params, view(t, q, rowCount, heads, dQK), view(t, kv, keys, dQK),
+		view(t, indices, rowCount, k), view(t, sink, heads), nil, view(t, out, rowCount, heads, dV),
+		view(t, lse, rowCount, heads), view(t, maxLogits, rowCount, heads), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The paged form over the same entries as 2 pages of 3 tokens, topk_length 2 for row 1, no sink.
+	lengths := []int32{4, 2}
+	pagedOut, pagedLSE := make([]dsa.Bfloat16, rowCount*heads*dV), make([]float32, rowCount*heads)
+	err = context.SparseAttentionPaged(&params, view(t, q, 1, rowCount, heads, dQK), view(t, kv, 2, 3, dQK),
+		view(t, indices, 1, rowCount, k), nil, view(t, lengths, 1, rowCount),
+		view(t, pagedOut, 1, rowCount, heads, dV), view(t, pagedLSE, 1, rowCount, heads), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for row := 0; row < rowCount; row++ {
+		rowQ := q[row*heads*dQK : (row+1)*heads*dQK]
+		wantOut, wantLSE, wantMax := referenceAttention(rowQ, kv, indices[row*k:(row+1)*k], sink, 0.3, dQK, dV)
+		pagedWantOut, pagedWantLSE, _ := referenceAttention(rowQ, kv, indices[row*k:row*k+int(lengths[row])], nil,
+			0.3, dQK, dV)
+		for h := 0; h < heads; h++ {
+			i := row*heads + h
+			checkClose(t, fmt.Sprintf("lse[%d, %d]", row, h), lse[i], wantLSE[h], 1e-5)
+			checkClose(t, fmt.Sprintf("max_logits[%d, %d]", row, h), maxLogits[i], wantMax[h], 1e-5)
+			checkClose(t, fmt.Sprintf("paged lse[%d, %d]", row, h), pagedLSE[i], pagedWantLSE[h], 1e-5)
+			for d := 0; d < dV; d++ {
+				what := fmt.Sprintf("out[%d, %d, %d]", row, h, d)
+				checkClose(t, what, float32(fromBF16(out[i*dV+d])), wantOut[h*dV+d], 1.0/128)
+				checkClose(t, "paged "+what, float32(fromBF16(pagedOut[i*dV+d])), pagedWantOut[h*dV+d], 1.0/128)
+			}
+		}
+	}
+}
+
+func TestMLACacheWriteStoresCodesScalesAndRopeKeys(t *testing.T) {
+	context := newContext(t, nil)
+	const tokens, pages, pageSize = 2, 2, 4
+	cKV, kPE := randomFloats(tokens*512, 40, 4), randomFloats(tokens*64, 41, 2)
+	slots := []int64{6, 1}
+	cache := make([]uint8, pages*pageSize*656)
+	for i := range cache {
+		cache[i] = 0xEE
+	}
+	err := context.MLACacheWrite(view(t, cKV, tokens, 512), view(t, kPE, tokens, 64), view(t, slots, tokens),
+		view(t, cache, pages, pageSize, 656), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codes, scales := make([]dsa.Float8E4M3, tokens*512), make([]float32, tokens*4)
+	params := dsa.DefaultQuantizeFP8Params()
+	params.ScaleFormat = dsa.ScaleFormatUE8M0
+	err = context.QuantizeFP8(&params, view(t, cKV, tokens, 512), view(t, codes, tokens, 512),
+		view(t, scales, tokens, 4), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for token, slot := range slots {
+		entry := cache[slot*656 : (slot+1)*656]
+		for i := 0; i < 512; i++ {
+			if entry[i] != uint8(codes[token*512+i]) {
+				t.Fatalf("token %d code %d: %#x, want %#x", token, i, entry[i], codes[token*512+i])
+			}
+		}
+		for g := 0; g < 4; g++ { // little-endian hosts, as the tests run on
+			bits := uint32(entry[512+4*g]) | uint32(entry[513+4*g])<<8 | uint32(entry[514+4*g])<<16 | uint32(entry[515+4*g])<<24
+			if math.Float32frombits(bits) != scales[token*4+g] {
+				t.Fatalf("token %d scale %d", token, g)
+			}
+		}
+		for d := 0; d < 64; d++ {
+			if bits := dsa.Bfloat16(uint16(entry[528+2*d]) | uint16(entry[529+2*d])<<8); bits != toBF16(kPE[token*64+d]) {
+				t.Fatalf("token %d k_pe %d: %#x", token, d, bits)
+			}
+		}
+	}
+	for i, b := range cache {
+		if slot := int64(i / 656); slot != slots[0] && slot != slots[1] && b != 0xEE {
+			t.Fatalf("byte %d of an unaddressed entry written", i)
+		}
+	}
+}
+
+func TestNewOpsReportBadParamsByName(t *testing.T) {
+	context := newContext(t, nil)
+	out, lse := make([]dsa.Bfloat16, 2*8), []float32{7, 7}
+	for i := range out {
+		out[i] = 0x1234
+	}
+	params := dsa.DefaultSparseAttentionParams()
+	params.DV = 8
+	if params.Scale != 0 {
+		t.Fatalf("default scale %g", params.Scale)
+	}
+	err := context.SparseAttention(&params, view(t, randomBF16(2*16, 50), 2, 1, 16), view(t, randomBF16(3*16, 51), 3, 16),
+		view(t, []int32{0, 1, 2, 0}, 2, 2), nil, nil, view(t, out, 2, 1, 8), view(t, lse, 2, 1), nil,
+		dsa.DefaultStream)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument || !strings.HasPrefix(message, "params.scale") {
+		t.Fatalf("scale 0: %v", err)
+	}
+	for _, value := range out {
+		if value != 0x1234 || lse[0] != 7 || lse[1] != 7 {
+			t.Fatal("outputs were written")
+		}
+	}
+	topk := dsa.DefaultTopkParams()
+	topk.K, topk.NSink, topk.NLocal = 2, 2, 1
+	err = context.Topk(&topk, view(t, randomFloats(8, 52, 1), 1, 8), nil, nil, nil, view(t, make([]int32, 2), 1, 2),
+		dsa.DefaultStream)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument ||
+		!strings.HasPrefix(message, "params.n_sink + params.n_local") {
+		t.Fatalf("n_sink + n_local > k: %v", err)
+	}
+}

@@ -74,6 +74,93 @@ func (p *HadamardParams) toC() *C.dsa_hadamard_params_t {
 	return &raw
 }
 
+// TopkOrder is the output order of Topk (DSA_TOPK_ORDER_*); the selected set never depends on it.
+type TopkOrder uint32
+
+const (
+	// TopkOrderUnspecified is a deterministic order that is otherwise unspecified (the fastest).
+	TopkOrderUnspecified TopkOrder = C.DSA_TOPK_ORDER_UNSPECIFIED
+	// TopkOrderScore is score descending, ties by ascending index; NaN-scored (forced) tokens
+	// last, by index.
+	TopkOrderScore TopkOrder = C.DSA_TOPK_ORDER_SCORE
+	// TopkOrderIndex is ascending token index.
+	TopkOrderIndex TopkOrder = C.DSA_TOPK_ORDER_INDEX
+)
+
+// TopkParams are the parameters of Topk (dsa_topk_params_t); nil means the defaults.
+type TopkParams struct {
+	K        int32     // tokens selected per row (default 2048; >= 1, may exceed N)
+	Order    TopkOrder // default TopkOrderUnspecified
+	NSink    int32     // the first NSink tokens of each row's window are always selected (default 0)
+	NLocal   int32     // the last NLocal tokens of each row's window are always selected (default 0)
+	PageSize int32     // tokens per page of the block table (default 64; >= 1)
+}
+
+// DefaultTopkParams are the library's defaults.
+func DefaultTopkParams() TopkParams {
+	var raw C.dsa_topk_params_t
+	C.dsa_topk_params_init(&raw)
+	return TopkParams{K: int32(raw.k), Order: TopkOrder(raw.order), NSink: int32(raw.n_sink),
+		NLocal: int32(raw.n_local), PageSize: int32(raw.page_size)}
+}
+
+func (p *TopkParams) toC() *C.dsa_topk_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_topk_params_t
+	C.dsa_topk_params_init(&raw)
+	raw.k = C.int32_t(p.K)
+	raw.order = C.dsa_topk_order_t(p.Order)
+	raw.n_sink = C.int32_t(p.NSink)
+	raw.n_local = C.int32_t(p.NLocal)
+	raw.page_size = C.int32_t(p.PageSize)
+	return &raw
+}
+
+// IndexerParams are the parameters of IndexerLogits and IndexerLogitsPaged
+// (dsa_indexer_params_t); there are no options yet, and nil means the defaults.
+type IndexerParams struct{}
+
+// DefaultIndexerParams are the library's defaults.
+func DefaultIndexerParams() IndexerParams { return IndexerParams{} }
+
+func (p *IndexerParams) toC() *C.dsa_indexer_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_indexer_params_t
+	C.dsa_indexer_params_init(&raw)
+	return &raw
+}
+
+// SparseAttentionParams are the parameters of SparseAttention and SparseAttentionPaged
+// (dsa_sparse_attention_params_t). They are required: Scale has no default.
+type SparseAttentionParams struct {
+	// Scale is the softmax scale applied to q.k: finite and non-zero, the default 0 is rejected
+	// (DeepSeek-V3.2 uses 0.13523378, not d_qk^-0.5).
+	Scale float32
+	DV    int32 // value width: the first DV dims of each KV entry (default 512; 1 <= DV <= d_qk)
+}
+
+// DefaultSparseAttentionParams are the library's defaults (Scale 0 must be replaced).
+func DefaultSparseAttentionParams() SparseAttentionParams {
+	var raw C.dsa_sparse_attention_params_t
+	C.dsa_sparse_attention_params_init(&raw)
+	return SparseAttentionParams{Scale: float32(raw.scale), DV: int32(raw.d_v)}
+}
+
+func (p *SparseAttentionParams) toC() *C.dsa_sparse_attention_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_sparse_attention_params_t
+	C.dsa_sparse_attention_params_init(&raw)
+	raw.scale = C.float(p.Scale)
+	raw.d_v = C.int32_t(p.DV)
+	return &raw
+}
+
 // QuantizeFP8 quantises x [..., N] (f32, bf16 or f16) to e4m3 codes q [..., N] (FP8E4M3 or U8)
 // and f32 scales [..., N/GroupSize] (dsa_quantize_fp8; dsa.h has the layouts and statuses).
 func (c *Context) QuantizeFP8(params *QuantizeFP8Params, x, q, scales *Tensor, stream Stream) error {
@@ -107,6 +194,138 @@ func (c *Context) Hadamard(params *HadamardParams, x, y *Tensor, stream Stream) 
 	yLayout, yData := y.parts()
 	var message *C.char
 	status := C.dsa_go_hadamard(c.raw, params.toC(), xLayout, xData, yLayout, yData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// Topk selects, for every row of scores f32 [R, N], the indices i32 [R, k] of the k best tokens
+// of the window [rowStarts, rowEnds) (nil: 0 and N), larger score first and equal scores by
+// smaller index, -1 padding at the end; with a blockTable i32 [B, max_pages] (or nil), physical
+// slots instead (dsa_topk; dsa.h has sinks, locals and statuses).
+func (c *Context) Topk(params *TopkParams, scores, rowStarts, rowEnds, blockTable, indices *Tensor,
+	stream Stream) error {
+	scoresLayout, scoresData := scores.parts()
+	rowStartsLayout, rowStartsData := rowStarts.parts()
+	rowEndsLayout, rowEndsData := rowEnds.parts()
+	blockTableLayout, blockTableData := blockTable.parts()
+	indicesLayout, indicesData := indices.parts()
+	var message *C.char
+	status := C.dsa_go_topk(c.raw, params.toC(), scoresLayout, scoresData, rowStartsLayout, rowStartsData,
+		rowEndsLayout, rowEndsData, blockTableLayout, blockTableData, indicesLayout, indicesData,
+		C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// IndexerLogits computes lightning-indexer logits of a ragged prefill: q e4m3 [S_q, H_I, D_I],
+// weights f32 [S_q, H_I], k e4m3 [S_kv, D_I], kScale f32 [S_kv] and windows ks, ke i32 [S_q]
+// into logits f32 [S_q, S_kv], -inf outside each window (dsa_indexer_logits).
+func (c *Context) IndexerLogits(params *IndexerParams, q, weights, k, kScale, ks, ke, logits *Tensor,
+	stream Stream) error {
+	qLayout, qData := q.parts()
+	weightsLayout, weightsData := weights.parts()
+	kLayout, kData := k.parts()
+	kScaleLayout, kScaleData := kScale.parts()
+	ksLayout, ksData := ks.parts()
+	keLayout, keData := ke.parts()
+	logitsLayout, logitsData := logits.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_logits(c.raw, params.toC(), qLayout, qData, weightsLayout, weightsData, kLayout, kData,
+		kScaleLayout, kScaleData, ksLayout, ksData, keLayout, keData, logitsLayout, logitsData, C.uintptr_t(stream),
+		&message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// IndexerLogitsPaged computes lightning-indexer logits of a decode step over the paged key cache:
+// q e4m3 [B, n_next, H_I, D_I], weights f32 [B*n_next, H_I], kCache u8 [num_pages, 64*(D_I+4)],
+// blockTable i32 [B, max_pages] and contextLens i32 [B] into logits f32 [B*n_next, max_context]
+// (dsa_indexer_logits_paged).
+func (c *Context) IndexerLogitsPaged(params *IndexerParams, q, weights, kCache, blockTable, contextLens,
+	logits *Tensor, stream Stream) error {
+	qLayout, qData := q.parts()
+	weightsLayout, weightsData := weights.parts()
+	kCacheLayout, kCacheData := kCache.parts()
+	blockTableLayout, blockTableData := blockTable.parts()
+	contextLensLayout, contextLensData := contextLens.parts()
+	logitsLayout, logitsData := logits.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_logits_paged(c.raw, params.toC(), qLayout, qData, weightsLayout, weightsData,
+		kCacheLayout, kCacheData, blockTableLayout, blockTableData, contextLensLayout, contextLensData, logitsLayout,
+		logitsData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// IndexerCacheWrite quantises keys k [T, D_I] (f32 or bf16) and scatters them into the paged
+// indexer key cache u8 [num_pages, 64*(D_I+4)] at the slots slotMapping i64 [T]; negative or
+// out-of-range slots are skipped (dsa_indexer_cache_write).
+func (c *Context) IndexerCacheWrite(k, slotMapping, kCache *Tensor, stream Stream) error {
+	kLayout, kData := k.parts()
+	slotMappingLayout, slotMappingData := slotMapping.parts()
+	kCacheLayout, kCacheData := kCache.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_cache_write(c.raw, kLayout, kData, slotMappingLayout, slotMappingData, kCacheLayout,
+		kCacheData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// SparseAttention is sparse MLA attention, prefill form: q bf16 [S_q, H_q, d_qk], kv bf16
+// [S_kv, d_qk], indices i32 [S_q, k] (invalid ones skipped), attnSink f32 [H_q] or nil,
+// topkLength i32 [S_q] or nil, into out bf16 [S_q, H_q, d_v], lse f32 [S_q, H_q] and, unless nil,
+// maxLogits f32 [S_q, H_q] (dsa_sparse_attention). params must not be nil: Scale has no default.
+func (c *Context) SparseAttention(params *SparseAttentionParams, q, kv, indices, attnSink, topkLength, out, lse,
+	maxLogits *Tensor, stream Stream) error {
+	qLayout, qData := q.parts()
+	kvLayout, kvData := kv.parts()
+	indicesLayout, indicesData := indices.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	topkLengthLayout, topkLengthData := topkLength.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	maxLogitsLayout, maxLogitsData := maxLogits.parts()
+	var message *C.char
+	status := C.dsa_go_sparse_attention(c.raw, params.toC(), qLayout, qData, kvLayout, kvData, indicesLayout,
+		indicesData, attnSinkLayout, attnSinkData, topkLengthLayout, topkLengthData, outLayout, outData, lseLayout,
+		lseData, maxLogitsLayout, maxLogitsData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// SparseAttentionPaged is sparse MLA attention over a paged KV cache: q bf16 [B, s_q, H_q, d_qk],
+// kvCache bf16 [num_pages, page_size, d_qk] or the FP8 MLA cache u8 [num_pages, page_size, 656],
+// indices i32 [B, s_q, k] of physical slots, attnSink f32 [H_q] or nil, topkLength i32 [B, s_q]
+// or nil, into out bf16 [B, s_q, H_q, d_v] and lse f32 [B, s_q, H_q]
+// (dsa_sparse_attention_paged).
+func (c *Context) SparseAttentionPaged(params *SparseAttentionParams, q, kvCache, indices, attnSink, topkLength,
+	out, lse *Tensor, stream Stream) error {
+	qLayout, qData := q.parts()
+	kvCacheLayout, kvCacheData := kvCache.parts()
+	indicesLayout, indicesData := indices.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	topkLengthLayout, topkLengthData := topkLength.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	var message *C.char
+	status := C.dsa_go_sparse_attention_paged(c.raw, params.toC(), qLayout, qData, kvCacheLayout, kvCacheData,
+		indicesLayout, indicesData, attnSinkLayout, attnSinkData, topkLengthLayout, topkLengthData, outLayout, outData,
+		lseLayout, lseData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// MLACacheWrite writes T tokens into the FP8 MLA cache u8 [num_pages, page_size, 656]: cKV
+// [T, 512] and kPE [T, 64] (both f32 or both bf16) at the slots slotMapping i64 [T];
+// out-of-range slots are skipped (dsa_mla_cache_write).
+func (c *Context) MLACacheWrite(cKV, kPE, slotMapping, kvCache *Tensor, stream Stream) error {
+	cKVLayout, cKVData := cKV.parts()
+	kPELayout, kPEData := kPE.parts()
+	slotMappingLayout, slotMappingData := slotMapping.parts()
+	kvCacheLayout, kvCacheData := kvCache.parts()
+	var message *C.char
+	status := C.dsa_go_mla_cache_write(c.raw, cKVLayout, cKVData, kPELayout, kPEData, slotMappingLayout,
+		slotMappingData, kvCacheLayout, kvCacheData, C.uintptr_t(stream), &message)
 	runtime.KeepAlive(c)
 	return check(status, message)
 }
