@@ -9,10 +9,10 @@ memory included). Outputs are allocated in the inputs' array library unless out=
 Failures raise DsaError with libdsa's status code and message.
 """
 from ._context import Context, Device
-from ._library import ABI_MAJOR, DsaError, DType, DeviceType, ScaleFormat, Status, lib, status_string
+from ._library import ABI_MAJOR, DsaError, DType, DeviceType, ScaleFormat, Status, TopkOrder, lib, status_string
 
 __all__ = [
-    "ABI_MAJOR", "Context", "Device", "DeviceType", "DsaError", "DType", "ScaleFormat", "Status",
+    "ABI_MAJOR", "Context", "Device", "DeviceType", "DsaError", "DType", "ScaleFormat", "Status", "TopkOrder",
     "build_info", "status_string", "version", "version_string",
 ]
 

@@ -56,6 +56,14 @@ class ScaleFormat(enum.IntEnum):
     UE8M0 = 1
 
 
+class TopkOrder(enum.IntEnum):
+    """Output order of Context.topk (DSA_TOPK_ORDER_*); the selected set never depends on it."""
+
+    UNSPECIFIED = 0
+    SCORE = 1
+    INDEX = 2
+
+
 class Tensor(ctypes.Structure):
     _fields_ = [
         ("data", c_void_p),
@@ -93,12 +101,40 @@ class HadamardParams(ctypes.Structure):
     ]
 
 
+class TopkParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("k", c_int32),
+        ("order", c_uint32),
+        ("n_sink", c_int32),
+        ("n_local", c_int32),
+        ("page_size", c_int32),
+    ]
+
+
+class IndexerParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+    ]
+
+
+class SparseAttentionParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("scale", c_float),
+        ("d_v", c_int32),
+    ]
+
+
 #: Every struct of dsa.h by its C tag (the layout test compares them with the C compiler's).
 STRUCTS = {
     "dsa_tensor": Tensor,
     "dsa_context_options": ContextOptions,
     "dsa_quantize_fp8_params": QuantizeFp8Params,
     "dsa_hadamard_params": HadamardParams,
+    "dsa_topk_params": TopkParams,
+    "dsa_indexer_params": IndexerParams,
+    "dsa_sparse_attention_params": SparseAttentionParams,
 }
 
 _status = c_int32
@@ -125,6 +161,27 @@ PROTOTYPES = {
     "dsa_dequantize_fp8": (_status, [_context, POINTER(QuantizeFp8Params), _tensor, _tensor, _tensor, _stream]),
     "dsa_hadamard_params_init": (_status, [POINTER(HadamardParams)]),
     "dsa_hadamard": (_status, [_context, POINTER(HadamardParams), _tensor, _tensor, _stream]),
+    "dsa_topk_params_init": (_status, [POINTER(TopkParams)]),
+    "dsa_topk": (_status, [_context, POINTER(TopkParams), _tensor, _tensor, _tensor, _tensor, _tensor, _stream]),
+    "dsa_indexer_params_init": (_status, [POINTER(IndexerParams)]),
+    "dsa_indexer_logits": (
+        _status, [_context, POINTER(IndexerParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _stream],
+    ),
+    "dsa_indexer_logits_paged": (
+        _status, [_context, POINTER(IndexerParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _stream],
+    ),
+    "dsa_indexer_cache_write": (_status, [_context, _tensor, _tensor, _tensor, _stream]),
+    "dsa_sparse_attention_params_init": (_status, [POINTER(SparseAttentionParams)]),
+    "dsa_sparse_attention": (
+        _status,
+        [_context, POINTER(SparseAttentionParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor,
+         _stream],
+    ),
+    "dsa_sparse_attention_paged": (
+        _status,
+        [_context, POINTER(SparseAttentionParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _stream],
+    ),
+    "dsa_mla_cache_write": (_status, [_context, _tensor, _tensor, _tensor, _tensor, _stream]),
 }
 
 
