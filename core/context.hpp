@@ -29,6 +29,7 @@ public:
     int device_id() const { return device_id_; }
     const DeviceProperties& properties() const { return properties_; }
     ThreadPool& pool() { return pool_; }
+    int num_threads() const { return pool_.num_threads(); }
 
     // Every tensor of a call must live where the context does.
     Status require_device(const TensorView& tensor, const char* name) const;

@@ -527,6 +527,99 @@ DSA_API dsa_status_t dsa_mla_cache_write(dsa_context_t* context, const dsa_tenso
 /* Fused indexer + top-k, and the one-call DSA layer                                          */
 /* ------------------------------------------------------------------------------------------ */
 
+/** Writes to *bytes the scratch memory dsa_indexer_topk and dsa_indexer_topk_paged need for
+ *  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the
+ *  context's device. Passing that much (or more) as `workspace` makes the call allocate nothing;
+ *  the size does not depend on k or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a
+ *  NULL context or bytes, or negative counts. */
+DSA_API dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries,
+                                                     int64_t num_tokens, size_t* bytes);
+
+/** Fused lightning indexer + top-k, ragged prefill: writes to indices int32 [S_q, k] exactly what
+ *  dsa_indexer_logits (same inputs) followed by dsa_topk (same topk_params, row_starts = ks,
+ *  row_ends = ke, no block table) would, but never materialises the [S_q, S_kv] logits: memory is
+ *  O(S_q * k) plus a tile of logit rows (see dsa_indexer_topk_workspace_size), so causal 128K
+ *  prefill fits. Inputs, layouts and the handling of out-of-range ks/ke are those of
+ *  dsa_indexer_logits; the top-k rules (ties by smaller index, NaN never selected, hybrid sink /
+ *  local tokens, -1 padding, order) those of dsa_topk. indices: int32 [S_q, k], last dimension
+ *  contiguous, not overlapping any input.
+ *  workspace: NULL (the library allocates host scratch for the call) or at least
+ *  dsa_indexer_topk_workspace_size bytes, suitably aligned for float (16 bytes suffice).
+ *  indexer_params and topk_params may be NULL (defaults: k = 2048).
+ *  Returns the statuses of dsa_indexer_logits and dsa_topk, DSA_STATUS_WORKSPACE_TOO_SMALL,
+ *  and DSA_STATUS_UNSUPPORTED for CUDA tensors (the CUDA backend of this op is not implemented
+ *  yet). */
+DSA_API dsa_status_t dsa_indexer_topk(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                      const dsa_topk_params_t* topk_params, const dsa_tensor_t* q,
+                                      const dsa_tensor_t* weights, const dsa_tensor_t* k,
+                                      const dsa_tensor_t* k_scale, const dsa_tensor_t* ks,
+                                      const dsa_tensor_t* ke, const dsa_tensor_t* indices, void* workspace,
+                                      size_t workspace_bytes, dsa_stream_t stream);
+
+/** Fused lightning indexer + top-k, paged decode: the selection of dsa_indexer_logits_paged
+ *  (same inputs; columns are the max_pages * 64 tokens the block table can address) followed by
+ *  dsa_topk over each query's visible tokens [0, context_lens[b] - n_next + j + 1), without the
+ *  logits matrix. Outputs (at least one non-NULL, int32 [B * n_next, k], last dimension
+ *  contiguous): `indices` gets token positions; `slots` gets the physical cache slots
+ *  block_table[b][i / 64] * 64 + i % 64 (-1 for padding, pages beyond the table or negative
+ *  entries), ready for dsa_sparse_attention_paged; then topk_params->page_size must be 64.
+ *  Workspace and statuses as dsa_indexer_topk. */
+DSA_API dsa_status_t dsa_indexer_topk_paged(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                            const dsa_topk_params_t* topk_params, const dsa_tensor_t* q,
+                                            const dsa_tensor_t* weights, const dsa_tensor_t* k_cache,
+                                            const dsa_tensor_t* block_table, const dsa_tensor_t* context_lens,
+                                            const dsa_tensor_t* indices, const dsa_tensor_t* slots,
+                                            void* workspace, size_t workspace_bytes, dsa_stream_t stream);
+
+/** Writes to *bytes the scratch memory of dsa_attention / dsa_attention_paged for num_queries
+ *  query rows over num_tokens key tokens (paged: max_pages * 64) with k = topk_params->k
+ *  (topk_params NULL: k = 2048): the selected indices plus the fused indexer + top-k scratch.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT for NULL context or bytes, negative counts or a bad
+ *  topk_params. */
+DSA_API dsa_status_t dsa_attention_workspace_size(const dsa_context_t* context,
+                                                  const dsa_topk_params_t* topk_params, int64_t num_queries,
+                                                  int64_t num_tokens, size_t* bytes);
+
+/** One DSA layer step, ragged prefill: indexer (index_q, index_weights, index_k, index_k_scale,
+ *  windows [ks, ke)) -> top-k (topk_params) -> sparse MLA attention (attention_params, q, kv,
+ *  optional attn_sink) into out and lse. Equal to dsa_indexer_topk followed by
+ *  dsa_sparse_attention with those indices (no topk_length, no max_logits). The indexer and the
+ *  attention must describe the same queries (S_q rows) and tokens (S_kv rows of index_k and kv).
+ *  selected: NULL, or int32 [S_q, k] that receives the token indices the attention used.
+ *  Everything is validated before anything runs: an error leaves every output untouched.
+ *  workspace: NULL (host scratch is allocated for the call) or at least
+ *  dsa_attention_workspace_size bytes, aligned to 16 bytes. attention_params must not be NULL
+ *  (its scale has no default); the other params may be.
+ *  Returns the statuses of its parts, DSA_STATUS_WORKSPACE_TOO_SMALL, and DSA_STATUS_UNSUPPORTED
+ *  for CUDA tensors (not implemented yet). */
+DSA_API dsa_status_t dsa_attention(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                   const dsa_topk_params_t* topk_params,
+                                   const dsa_sparse_attention_params_t* attention_params,
+                                   const dsa_tensor_t* index_q, const dsa_tensor_t* index_weights,
+                                   const dsa_tensor_t* index_k, const dsa_tensor_t* index_k_scale,
+                                   const dsa_tensor_t* ks, const dsa_tensor_t* ke, const dsa_tensor_t* q,
+                                   const dsa_tensor_t* kv, const dsa_tensor_t* attn_sink, const dsa_tensor_t* out,
+                                   const dsa_tensor_t* lse, const dsa_tensor_t* selected, void* workspace,
+                                   size_t workspace_bytes, dsa_stream_t stream);
+
+/** One DSA layer step, paged decode: dsa_indexer_topk_paged over the indexer key cache (block
+ *  table, context_lens; index_q [B, n_next, H_I, D_I]) -> physical slots ->
+ *  dsa_sparse_attention_paged over kv_cache (bf16 [num_pages, 64, d_qk] or the FP8 MLA cache
+ *  uint8 [num_pages, 64, 656]) for q [B, n_next, H_q, d_qk] into out [B, n_next, H_q, d_v] and
+ *  lse [B, n_next, H_q]. Both caches share the block table, so kv_cache pages hold 64 tokens.
+ *  selected: NULL, or int32 [B * n_next, k] receiving the slots used. Workspace, validation and
+ *  statuses as dsa_attention. */
+DSA_API dsa_status_t dsa_attention_paged(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                         const dsa_topk_params_t* topk_params,
+                                         const dsa_sparse_attention_params_t* attention_params,
+                                         const dsa_tensor_t* index_q, const dsa_tensor_t* index_weights,
+                                         const dsa_tensor_t* index_k_cache, const dsa_tensor_t* block_table,
+                                         const dsa_tensor_t* context_lens, const dsa_tensor_t* q,
+                                         const dsa_tensor_t* kv_cache, const dsa_tensor_t* attn_sink,
+                                         const dsa_tensor_t* out, const dsa_tensor_t* lse,
+                                         const dsa_tensor_t* selected, void* workspace, size_t workspace_bytes,
+                                         dsa_stream_t stream);
+
 /* (end of the pipeline section) */
 
 #ifdef __cplusplus

@@ -1,19 +1,16 @@
 // extern "C" entry points of the lightning indexer and its key-cache writer.
 #include "../../core/ops/indexer.hpp"
 #include "api.hpp"
+#include "configs.hpp"
 
 using namespace dsa;
 
-namespace {
-
 // The struct has no options yet; reading it still enforces the struct_size rules.
-Status read_indexer_params(const dsa_indexer_params_t* params) {
+Status capi::read_indexer_params(const dsa_indexer_params_t* params, const char* name) {
     dsa_indexer_params_t resolved;
     dsa_indexer_params_init(&resolved);
-    return capi::read_params(params, &resolved, "params");
+    return capi::read_params(params, &resolved, name);
 }
-
-}  // namespace
 
 extern "C" {
 
@@ -33,7 +30,7 @@ dsa_status_t dsa_indexer_logits(dsa_context_t* context, const dsa_indexer_params
     return capi::guarded([&]() -> Status {
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
-        DSA_TRY(read_indexer_params(params));
+        DSA_TRY(capi::read_indexer_params(params, "params"));
         TensorView q_view, weights_view, k_view, k_scale_view, ks_view, ke_view, logits_view;
         return indexer_logits(*ctx, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
                               capi::view_of(k, k_view), capi::view_of(k_scale, k_scale_view),
@@ -50,7 +47,7 @@ dsa_status_t dsa_indexer_logits_paged(dsa_context_t* context, const dsa_indexer_
     return capi::guarded([&]() -> Status {
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
-        DSA_TRY(read_indexer_params(params));
+        DSA_TRY(capi::read_indexer_params(params, "params"));
         TensorView q_view, weights_view, cache_view, table_view, lens_view, logits_view;
         return indexer_logits_paged(*ctx, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
                                     capi::view_of(k_cache, cache_view), capi::view_of(block_table, table_view),

@@ -1,25 +1,23 @@
 // extern "C" entry points of sparse MLA attention and the MLA FP8 cache writer.
 #include "../../core/ops/sparse_attention.hpp"
 #include "api.hpp"
+#include "configs.hpp"
 
 using namespace dsa;
 
-namespace {
-
-Status read_config(const dsa_sparse_attention_params_t* params, SparseAttentionConfig* config) {
+Status capi::read_sparse_attention_config(const dsa_sparse_attention_params_t* params, const char* name,
+                                          SparseAttentionConfig* config) {
     if (params == nullptr)
         return {StatusCode::invalid_argument,
-                "params: is NULL, but scale has no default; fill the struct with "
-                "dsa_sparse_attention_params_init and set scale"};
+                std::string(name) + ": is NULL, but scale has no default; fill the struct with "
+                                    "dsa_sparse_attention_params_init and set scale"};
     dsa_sparse_attention_params_t resolved;
     dsa_sparse_attention_params_init(&resolved);
-    DSA_TRY(capi::read_params(params, &resolved, "params"));
+    DSA_TRY(capi::read_params(params, &resolved, name));
     config->scale = resolved.scale;
     config->d_v = resolved.d_v;
     return Status::success();
 }
-
-}  // namespace
 
 extern "C" {
 
@@ -43,7 +41,7 @@ dsa_status_t dsa_sparse_attention(dsa_context_t* context, const dsa_sparse_atten
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
         SparseAttentionConfig config;
-        DSA_TRY(read_config(params, &config));
+        DSA_TRY(capi::read_sparse_attention_config(params, "params", &config));
         TensorView q_view, kv_view, indices_view, sink_view, length_view, out_view, lse_view, max_view;
         return sparse_attention(*ctx, config, capi::view_of(q, q_view), capi::view_of(kv, kv_view),
                                 capi::view_of(indices, indices_view), capi::view_of(attn_sink, sink_view),
@@ -61,7 +59,7 @@ dsa_status_t dsa_sparse_attention_paged(dsa_context_t* context, const dsa_sparse
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
         SparseAttentionConfig config;
-        DSA_TRY(read_config(params, &config));
+        DSA_TRY(capi::read_sparse_attention_config(params, "params", &config));
         TensorView q_view, cache_view, indices_view, sink_view, length_view, out_view, lse_view;
         return sparse_attention_paged(*ctx, config, capi::view_of(q, q_view), capi::view_of(kv_cache, cache_view),
                                       capi::view_of(indices, indices_view), capi::view_of(attn_sink, sink_view),

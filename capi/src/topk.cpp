@@ -1,12 +1,25 @@
 // extern "C" entry points of top-k selection.
 #include "../../core/ops/topk.hpp"
 #include "api.hpp"
+#include "configs.hpp"
 
 using namespace dsa;
 
 static_assert(static_cast<uint32_t>(TopkOrder::unspecified) == DSA_TOPK_ORDER_UNSPECIFIED);
 static_assert(static_cast<uint32_t>(TopkOrder::score) == DSA_TOPK_ORDER_SCORE);
 static_assert(static_cast<uint32_t>(TopkOrder::index) == DSA_TOPK_ORDER_INDEX);
+
+Status capi::read_topk_config(const dsa_topk_params_t* params, const char* name, TopkConfig* config) {
+    dsa_topk_params_t resolved;
+    dsa_topk_params_init(&resolved);
+    DSA_TRY(capi::read_params(params, &resolved, name));
+    config->k = resolved.k;
+    config->order = static_cast<TopkOrder>(resolved.order);
+    config->n_sink = resolved.n_sink;
+    config->n_local = resolved.n_local;
+    config->page_size = resolved.page_size;
+    return Status::success();
+}
 
 extern "C" {
 
@@ -30,15 +43,8 @@ dsa_status_t dsa_topk(dsa_context_t* context, const dsa_topk_params_t* params, c
     return capi::guarded([&]() -> Status {
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
-        dsa_topk_params_t resolved;
-        dsa_topk_params_init(&resolved);
-        DSA_TRY(capi::read_params(params, &resolved, "params"));
         TopkConfig config;
-        config.k = resolved.k;
-        config.order = static_cast<TopkOrder>(resolved.order);
-        config.n_sink = resolved.n_sink;
-        config.n_local = resolved.n_local;
-        config.page_size = resolved.page_size;
+        DSA_TRY(capi::read_topk_config(params, "params", &config));
         TensorView scores_view, starts_view, ends_view, table_view, indices_view;
         return topk(*ctx, config, capi::view_of(scores, scores_view), capi::view_of(row_starts, starts_view),
                     capi::view_of(row_ends, ends_view), capi::view_of(block_table, table_view),

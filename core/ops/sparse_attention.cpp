@@ -124,7 +124,9 @@ Status check_arguments(Context& context, const SparseAttentionConfig& config,
     return Status::success();
 }
 
-Status run(Context& context, const SparseAttentionProblem& problem, Stream stream) {
+}  // namespace
+
+Status run_sparse_attention(Context& context, const SparseAttentionProblem& problem, Stream stream) {
     if (problem.rows * problem.heads == 0) return Status::success();
     if (context.device() == DeviceType::cpu) {
         cpu::sparse_attention(context, problem);
@@ -138,12 +140,10 @@ Status run(Context& context, const SparseAttentionProblem& problem, Stream strea
 #endif
 }
 
-}  // namespace
-
-Status sparse_attention(Context& context, const SparseAttentionConfig& config, const TensorView* q,
-                        const TensorView* kv, const TensorView* indices, const TensorView* attn_sink,
-                        const TensorView* topk_length, const TensorView* out, const TensorView* lse,
-                        const TensorView* max_logits, Stream stream) {
+Status describe_sparse_attention(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                                 const TensorView* kv, const TensorView* indices, const TensorView* attn_sink,
+                                 const TensorView* topk_length, const TensorView* out, const TensorView* lse,
+                                 const TensorView* max_logits, SparseAttentionProblem* result) {
     DSA_TRY(check_arguments(context, config, {{q, "q"}, {kv, "kv"}, {indices, "indices"}, {out, "out"}, {lse, "lse"}},
                             {{attn_sink, "attn_sink"}, {topk_length, "topk_length"}, {max_logits, "max_logits"}}));
     DSA_TRY(require_dtype(*q, "q", {DType::bf16}));
@@ -156,13 +156,14 @@ Status sparse_attention(Context& context, const SparseAttentionConfig& config, c
     problem.format = KvFormat::bf16;
     problem.paged = false;
     problem.num_slots = kv->size(0);
-    return run(context, problem, stream);
+    *result = problem;
+    return Status::success();
 }
 
-Status sparse_attention_paged(Context& context, const SparseAttentionConfig& config, const TensorView* q,
-                              const TensorView* kv_cache, const TensorView* indices, const TensorView* attn_sink,
-                              const TensorView* topk_length, const TensorView* out, const TensorView* lse,
-                              Stream stream) {
+Status describe_sparse_attention_paged(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                                       const TensorView* kv_cache, const TensorView* indices,
+                                       const TensorView* attn_sink, const TensorView* topk_length,
+                                       const TensorView* out, const TensorView* lse, SparseAttentionProblem* result) {
     DSA_TRY(check_arguments(context, config,
                             {{q, "q"}, {kv_cache, "kv_cache"}, {indices, "indices"}, {out, "out"}, {lse, "lse"}},
                             {{attn_sink, "attn_sink"}, {topk_length, "topk_length"}}));
@@ -189,7 +190,28 @@ Status sparse_attention_paged(Context& context, const SparseAttentionConfig& con
     problem.paged = true;
     problem.page_size = kv_cache->size(1);
     problem.num_slots = kv_cache->size(0) * kv_cache->size(1);
-    return run(context, problem, stream);
+    *result = problem;
+    return Status::success();
+}
+
+Status sparse_attention(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                        const TensorView* kv, const TensorView* indices, const TensorView* attn_sink,
+                        const TensorView* topk_length, const TensorView* out, const TensorView* lse,
+                        const TensorView* max_logits, Stream stream) {
+    SparseAttentionProblem problem;
+    DSA_TRY(describe_sparse_attention(context, config, q, kv, indices, attn_sink, topk_length, out, lse, max_logits,
+                                      &problem));
+    return run_sparse_attention(context, problem, stream);
+}
+
+Status sparse_attention_paged(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                              const TensorView* kv_cache, const TensorView* indices, const TensorView* attn_sink,
+                              const TensorView* topk_length, const TensorView* out, const TensorView* lse,
+                              Stream stream) {
+    SparseAttentionProblem problem;
+    DSA_TRY(describe_sparse_attention_paged(context, config, q, kv_cache, indices, attn_sink, topk_length, out, lse,
+                                            &problem));
+    return run_sparse_attention(context, problem, stream);
 }
 
 }  // namespace dsa

@@ -71,6 +71,18 @@ Status sparse_attention_paged(Context& context, const SparseAttentionConfig& con
                               const TensorView* topk_length, const TensorView* out, const TensorView* lse,
                               Stream stream);
 
+// Validation only (every input and output), so the one-call pipeline can check everything
+// before it runs anything; run_sparse_attention then runs a described problem.
+Status describe_sparse_attention(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                                 const TensorView* kv, const TensorView* indices, const TensorView* attn_sink,
+                                 const TensorView* topk_length, const TensorView* out, const TensorView* lse,
+                                 const TensorView* max_logits, SparseAttentionProblem* problem);
+Status describe_sparse_attention_paged(Context& context, const SparseAttentionConfig& config, const TensorView* q,
+                                       const TensorView* kv_cache, const TensorView* indices,
+                                       const TensorView* attn_sink, const TensorView* topk_length,
+                                       const TensorView* out, const TensorView* lse, SparseAttentionProblem* problem);
+Status run_sparse_attention(Context& context, const SparseAttentionProblem& problem, Stream stream);
+
 namespace cpu {
 void sparse_attention(Context& context, const SparseAttentionProblem& problem);
 }

@@ -1,0 +1,21 @@
+// Params structs -> core configs, shared by each op's own entry points and the fused ones.
+// `name` is how messages call the struct ("params", "topk_params", ...).
+#pragma once
+
+#include "../../core/ops/indexer_topk.hpp"
+#include "../../core/ops/sparse_attention.hpp"
+#include "../../core/ops/topk.hpp"
+#include "dsa.h"
+
+namespace dsa::capi {
+
+Status read_topk_config(const dsa_topk_params_t* params, const char* name, TopkConfig* config);
+// Rejects NULL: the softmax scale has no default.
+Status read_sparse_attention_config(const dsa_sparse_attention_params_t* params, const char* name,
+                                    SparseAttentionConfig* config);
+// No options yet; enforces the struct_size rules.
+Status read_indexer_params(const dsa_indexer_params_t* params, const char* name);
+// A caller's (workspace, workspace_bytes) pair; NULL data means "allocate for the call".
+Status read_workspace(void* data, size_t bytes, Workspace* workspace);
+
+}  // namespace dsa::capi
