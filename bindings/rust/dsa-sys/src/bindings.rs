@@ -1110,3 +1110,150 @@ extern "C" {
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }
+extern "C" {
+    #[doc = " Writes to *bytes the scratch memory dsa_indexer_topk and dsa_indexer_topk_paged need for"]
+    #[doc = "  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the"]
+    #[doc = "  context's device. Passing that much (or more) as `workspace` makes the call allocate nothing;"]
+    #[doc = "  the size does not depend on k or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a"]
+    #[doc = "  NULL context or bytes, or negative counts."]
+    pub fn dsa_indexer_topk_workspace_size(
+        context: *const dsa_context_t,
+        num_queries: i64,
+        num_tokens: i64,
+        bytes: *mut usize,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Fused lightning indexer + top-k, ragged prefill: writes to indices int32 [S_q, k] exactly what"]
+    #[doc = "  dsa_indexer_logits (same inputs) followed by dsa_topk (same topk_params, row_starts = ks,"]
+    #[doc = "  row_ends = ke, no block table) would, but never materialises the [S_q, S_kv] logits: memory is"]
+    #[doc = "  O(S_q * k) plus a tile of logit rows (see dsa_indexer_topk_workspace_size), so causal 128K"]
+    #[doc = "  prefill fits. Inputs, layouts and the handling of out-of-range ks/ke are those of"]
+    #[doc = "  dsa_indexer_logits; the top-k rules (ties by smaller index, NaN never selected, hybrid sink /"]
+    #[doc = "  local tokens, -1 padding, order) those of dsa_topk. indices: int32 [S_q, k], last dimension"]
+    #[doc = "  contiguous, not overlapping any input."]
+    #[doc = "  workspace: NULL (the library allocates host scratch for the call) or at least"]
+    #[doc = "  dsa_indexer_topk_workspace_size bytes, suitably aligned for float (16 bytes suffice)."]
+    #[doc = "  indexer_params and topk_params may be NULL (defaults: k = 2048)."]
+    #[doc = "  Returns the statuses of dsa_indexer_logits and dsa_topk, DSA_STATUS_WORKSPACE_TOO_SMALL,"]
+    #[doc = "  and DSA_STATUS_UNSUPPORTED for CUDA tensors (the CUDA backend of this op is not implemented"]
+    #[doc = "  yet)."]
+    pub fn dsa_indexer_topk(
+        context: *mut dsa_context_t,
+        indexer_params: *const dsa_indexer_params_t,
+        topk_params: *const dsa_topk_params_t,
+        q: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        k: *const dsa_tensor_t,
+        k_scale: *const dsa_tensor_t,
+        ks: *const dsa_tensor_t,
+        ke: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Fused lightning indexer + top-k, paged decode: the selection of dsa_indexer_logits_paged"]
+    #[doc = "  (same inputs; columns are the max_pages * 64 tokens the block table can address) followed by"]
+    #[doc = "  dsa_topk over each query's visible tokens [0, context_lens[b] - n_next + j + 1), without the"]
+    #[doc = "  logits matrix. Outputs (at least one non-NULL, int32 [B * n_next, k], last dimension"]
+    #[doc = "  contiguous): `indices` gets token positions; `slots` gets the physical cache slots"]
+    #[doc = "  block_table[b][i / 64] * 64 + i % 64 (-1 for padding, pages beyond the table or negative"]
+    #[doc = "  entries), ready for dsa_sparse_attention_paged; then topk_params->page_size must be 64."]
+    #[doc = "  Workspace and statuses as dsa_indexer_topk."]
+    pub fn dsa_indexer_topk_paged(
+        context: *mut dsa_context_t,
+        indexer_params: *const dsa_indexer_params_t,
+        topk_params: *const dsa_topk_params_t,
+        q: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        k_cache: *const dsa_tensor_t,
+        block_table: *const dsa_tensor_t,
+        context_lens: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        slots: *const dsa_tensor_t,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Writes to *bytes the scratch memory of dsa_attention / dsa_attention_paged for num_queries"]
+    #[doc = "  query rows over num_tokens key tokens (paged: max_pages * 64) with k = topk_params->k"]
+    #[doc = "  (topk_params NULL: k = 2048): the selected indices plus the fused indexer + top-k scratch."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT for NULL context or bytes, negative counts or a bad"]
+    #[doc = "  topk_params."]
+    pub fn dsa_attention_workspace_size(
+        context: *const dsa_context_t,
+        topk_params: *const dsa_topk_params_t,
+        num_queries: i64,
+        num_tokens: i64,
+        bytes: *mut usize,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " One DSA layer step, ragged prefill: indexer (index_q, index_weights, index_k, index_k_scale,"]
+    #[doc = "  windows [ks, ke)) -> top-k (topk_params) -> sparse MLA attention (attention_params, q, kv,"]
+    #[doc = "  optional attn_sink) into out and lse. Equal to dsa_indexer_topk followed by"]
+    #[doc = "  dsa_sparse_attention with those indices (no topk_length, no max_logits). The indexer and the"]
+    #[doc = "  attention must describe the same queries (S_q rows) and tokens (S_kv rows of index_k and kv)."]
+    #[doc = "  selected: NULL, or int32 [S_q, k] that receives the token indices the attention used."]
+    #[doc = "  Everything is validated before anything runs: an error leaves every output untouched."]
+    #[doc = "  workspace: NULL (host scratch is allocated for the call) or at least"]
+    #[doc = "  dsa_attention_workspace_size bytes, aligned to 16 bytes. attention_params must not be NULL"]
+    #[doc = "  (its scale has no default); the other params may be."]
+    #[doc = "  Returns the statuses of its parts, DSA_STATUS_WORKSPACE_TOO_SMALL, and DSA_STATUS_UNSUPPORTED"]
+    #[doc = "  for CUDA tensors (not implemented yet)."]
+    pub fn dsa_attention(
+        context: *mut dsa_context_t,
+        indexer_params: *const dsa_indexer_params_t,
+        topk_params: *const dsa_topk_params_t,
+        attention_params: *const dsa_sparse_attention_params_t,
+        index_q: *const dsa_tensor_t,
+        index_weights: *const dsa_tensor_t,
+        index_k: *const dsa_tensor_t,
+        index_k_scale: *const dsa_tensor_t,
+        ks: *const dsa_tensor_t,
+        ke: *const dsa_tensor_t,
+        q: *const dsa_tensor_t,
+        kv: *const dsa_tensor_t,
+        attn_sink: *const dsa_tensor_t,
+        out: *const dsa_tensor_t,
+        lse: *const dsa_tensor_t,
+        selected: *const dsa_tensor_t,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " One DSA layer step, paged decode: dsa_indexer_topk_paged over the indexer key cache (block"]
+    #[doc = "  table, context_lens; index_q [B, n_next, H_I, D_I]) -> physical slots ->"]
+    #[doc = "  dsa_sparse_attention_paged over kv_cache (bf16 [num_pages, 64, d_qk] or the FP8 MLA cache"]
+    #[doc = "  uint8 [num_pages, 64, 656]) for q [B, n_next, H_q, d_qk] into out [B, n_next, H_q, d_v] and"]
+    #[doc = "  lse [B, n_next, H_q]. Both caches share the block table, so kv_cache pages hold 64 tokens."]
+    #[doc = "  selected: NULL, or int32 [B * n_next, k] receiving the slots used. Workspace, validation and"]
+    #[doc = "  statuses as dsa_attention."]
+    pub fn dsa_attention_paged(
+        context: *mut dsa_context_t,
+        indexer_params: *const dsa_indexer_params_t,
+        topk_params: *const dsa_topk_params_t,
+        attention_params: *const dsa_sparse_attention_params_t,
+        index_q: *const dsa_tensor_t,
+        index_weights: *const dsa_tensor_t,
+        index_k_cache: *const dsa_tensor_t,
+        block_table: *const dsa_tensor_t,
+        context_lens: *const dsa_tensor_t,
+        q: *const dsa_tensor_t,
+        kv_cache: *const dsa_tensor_t,
+        attn_sink: *const dsa_tensor_t,
+        out: *const dsa_tensor_t,
+        lse: *const dsa_tensor_t,
+        selected: *const dsa_tensor_t,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}

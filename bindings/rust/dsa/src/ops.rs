@@ -3,10 +3,12 @@
 //! Adding an op: declare its params struct with `params!` (fields as in dsa.h, without
 //! struct_size) and add one method that converts the params with `raw_params`, passes tensors with
 //! `as_raw()` and returns `Error::check` of the call.
+use std::marker::PhantomData;
+use std::os::raw::c_void;
 use std::ptr;
 
-use crate::context::{Context, Stream};
-use crate::error::{Error, Result};
+use crate::context::{Context, Device, Stream};
+use crate::error::{Error, Result, Status};
 use crate::sys;
 use crate::tensor::{TensorView, TensorViewMut};
 
@@ -122,6 +124,39 @@ params! {
         scale: f32,
     }
 }
+
+/// Scratch memory of the fused ops ([`Context::indexer_topk`], [`Context::attention`], ...): the
+/// C `workspace, workspace_bytes` pair, on the context's device. The ops take
+/// `Option<&mut Workspace>`; `None` passes NULL and the library allocates scratch for the call.
+/// libdsa refuses a workspace that is not aligned to 16 bytes or is smaller than the matching
+/// `*_workspace_size` query.
+#[derive(Debug)]
+pub struct Workspace<'a> {
+    data: *mut c_void,
+    bytes: usize,
+    device: Device,
+    _borrow: PhantomData<&'a mut [u8]>,
+}
+
+impl<'a> Workspace<'a> {
+    /// Host memory, for CPU contexts.
+    pub fn new(memory: &'a mut [u8]) -> Workspace<'a> {
+        Workspace { data: memory.as_mut_ptr().cast(), bytes: memory.len(), device: Device::Cpu, _borrow: PhantomData }
+    }
+
+    /// Memory the caller describes, e.g. a CUDA allocation.
+    ///
+    /// # Safety
+    /// `data` must address `bytes` bytes on `device`, writable and not otherwise accessed for
+    /// `'a`; for CUDA, until the work enqueued on the op's stream has completed.
+    pub unsafe fn from_raw(data: *mut c_void, bytes: usize, device: Device) -> Workspace<'a> {
+        Workspace { data, bytes, device, _borrow: PhantomData }
+    }
+}
+
+// A workspace is an exclusive borrow of plain bytes, like `&mut [u8]`.
+unsafe impl Send for Workspace<'_> {}
+unsafe impl Sync for Workspace<'_> {}
 
 /// Output order of [`Context::topk`] (`DSA_TOPK_ORDER_*`); the selected set never depends on it.
 #[repr(transparent)]
@@ -432,6 +467,226 @@ impl Context {
                 k_pe.as_raw(),
                 slot_mapping.as_raw(),
                 kv_cache.as_raw(),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// The C `workspace, workspace_bytes` arguments: NULL and 0 for `None`. A workspace on
+    /// another device than the context's is refused here, because libdsa cannot tell.
+    fn workspace_parts(&self, workspace: Option<&mut Workspace>) -> Result<(*mut c_void, usize)> {
+        let workspace = match workspace {
+            Some(workspace) => workspace,
+            None => return Ok((ptr::null_mut(), 0)),
+        };
+        let device = self.device()?;
+        if workspace.device != device {
+            return Err(Error::new(
+                Status::DeviceMismatch,
+                format!("workspace: on {:?}, the context on {device:?}", workspace.device),
+            ));
+        }
+        Ok((workspace.data, workspace.bytes))
+    }
+
+    /// The scratch bytes [`Context::indexer_topk`] and [`Context::indexer_topk_paged`] need for
+    /// `num_queries` query rows over `num_tokens` key tokens (S_kv; paged: max_pages * 64)
+    /// (`dsa_indexer_topk_workspace_size`).
+    pub fn indexer_topk_workspace_size(&self, num_queries: i64, num_tokens: i64) -> Result<usize> {
+        let mut bytes = 0;
+        Error::check(unsafe { sys::dsa_indexer_topk_workspace_size(self.as_raw(), num_queries, num_tokens, &mut bytes) })?;
+        Ok(bytes)
+    }
+
+    /// Fused lightning indexer + top-k, ragged prefill (`dsa_indexer_topk`): the indices i32
+    /// [S_q, k] that [`Context::indexer_logits`] then [`Context::topk`] (windows [ks, ke)) would
+    /// give, without the [S_q, S_kv] logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn indexer_topk(
+        &self,
+        indexer_params: Option<&IndexerParams>,
+        topk_params: Option<&TopkParams>,
+        q: &TensorView,
+        weights: &TensorView,
+        k: &TensorView,
+        k_scale: &TensorView,
+        ks: &TensorView,
+        ke: &TensorView,
+        indices: &mut TensorViewMut,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let (indexer_params, topk_params) = (raw_params(indexer_params), raw_params(topk_params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_indexer_topk(
+                self.as_raw(),
+                indexer_params.as_ptr(),
+                topk_params.as_ptr(),
+                q.as_raw(),
+                weights.as_raw(),
+                k.as_raw(),
+                k_scale.as_raw(),
+                ks.as_raw(),
+                ke.as_raw(),
+                indices.as_raw(),
+                workspace,
+                workspace_bytes,
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Fused lightning indexer + top-k, paged decode (`dsa_indexer_topk_paged`): token positions
+    /// into `indices` and/or physical cache slots into `slots` (at least one; i32
+    /// [B * n_next, k]), as [`Context::indexer_logits_paged`] then [`Context::topk`] would.
+    #[allow(clippy::too_many_arguments)]
+    pub fn indexer_topk_paged(
+        &self,
+        indexer_params: Option<&IndexerParams>,
+        topk_params: Option<&TopkParams>,
+        q: &TensorView,
+        weights: &TensorView,
+        k_cache: &TensorView,
+        block_table: &TensorView,
+        context_lens: &TensorView,
+        indices: Option<&mut TensorViewMut>,
+        slots: Option<&mut TensorViewMut>,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let (indexer_params, topk_params) = (raw_params(indexer_params), raw_params(topk_params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_indexer_topk_paged(
+                self.as_raw(),
+                indexer_params.as_ptr(),
+                topk_params.as_ptr(),
+                q.as_raw(),
+                weights.as_raw(),
+                k_cache.as_raw(),
+                block_table.as_raw(),
+                context_lens.as_raw(),
+                optional_mut(indices),
+                optional_mut(slots),
+                workspace,
+                workspace_bytes,
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// The scratch bytes of [`Context::attention`] and [`Context::attention_paged`] for
+    /// `num_queries` query rows over `num_tokens` key tokens (paged: max_pages * 64) with the k of
+    /// `topk_params` (`dsa_attention_workspace_size`).
+    pub fn attention_workspace_size(&self, topk_params: Option<&TopkParams>, num_queries: i64, num_tokens: i64) -> Result<usize> {
+        let topk_params = raw_params(topk_params);
+        let mut bytes = 0;
+        Error::check(unsafe {
+            sys::dsa_attention_workspace_size(self.as_raw(), topk_params.as_ptr(), num_queries, num_tokens, &mut bytes)
+        })?;
+        Ok(bytes)
+    }
+
+    /// One DSA layer step, ragged prefill (`dsa_attention`): indexer (index_q, index_weights,
+    /// index_k, index_k_scale, windows [ks, ke)) -> top-k -> sparse MLA attention (q, kv,
+    /// attn_sink) into out and lse; `selected` i32 [S_q, k], unless `None`, receives the indices
+    /// used. The attention params are required (scale has no default).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention(
+        &self,
+        indexer_params: Option<&IndexerParams>,
+        topk_params: Option<&TopkParams>,
+        attention_params: &SparseAttentionParams,
+        index_q: &TensorView,
+        index_weights: &TensorView,
+        index_k: &TensorView,
+        index_k_scale: &TensorView,
+        ks: &TensorView,
+        ke: &TensorView,
+        q: &TensorView,
+        kv: &TensorView,
+        attn_sink: Option<&TensorView>,
+        out: &mut TensorViewMut,
+        lse: &mut TensorViewMut,
+        selected: Option<&mut TensorViewMut>,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let (indexer_params, topk_params) = (raw_params(indexer_params), raw_params(topk_params));
+        let attention_params = raw_params(Some(attention_params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_attention(
+                self.as_raw(),
+                indexer_params.as_ptr(),
+                topk_params.as_ptr(),
+                attention_params.as_ptr(),
+                index_q.as_raw(),
+                index_weights.as_raw(),
+                index_k.as_raw(),
+                index_k_scale.as_raw(),
+                ks.as_raw(),
+                ke.as_raw(),
+                q.as_raw(),
+                kv.as_raw(),
+                optional(attn_sink),
+                out.as_raw(),
+                lse.as_raw(),
+                optional_mut(selected),
+                workspace,
+                workspace_bytes,
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// One DSA layer step, paged decode (`dsa_attention_paged`): fused indexer + top-k over the
+    /// indexer key cache (block_table, context_lens) -> physical slots -> sparse MLA attention
+    /// over kv_cache (pages of 64 tokens, bf16 or the FP8 MLA cache) into out and lse;
+    /// `selected` i32 [B * n_next, k], unless `None`, receives the slots used.
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_paged(
+        &self,
+        indexer_params: Option<&IndexerParams>,
+        topk_params: Option<&TopkParams>,
+        attention_params: &SparseAttentionParams,
+        index_q: &TensorView,
+        index_weights: &TensorView,
+        index_k_cache: &TensorView,
+        block_table: &TensorView,
+        context_lens: &TensorView,
+        q: &TensorView,
+        kv_cache: &TensorView,
+        attn_sink: Option<&TensorView>,
+        out: &mut TensorViewMut,
+        lse: &mut TensorViewMut,
+        selected: Option<&mut TensorViewMut>,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let (indexer_params, topk_params) = (raw_params(indexer_params), raw_params(topk_params));
+        let attention_params = raw_params(Some(attention_params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_attention_paged(
+                self.as_raw(),
+                indexer_params.as_ptr(),
+                topk_params.as_ptr(),
+                attention_params.as_ptr(),
+                index_q.as_raw(),
+                index_weights.as_raw(),
+                index_k_cache.as_raw(),
+                block_table.as_raw(),
+                context_lens.as_raw(),
+                q.as_raw(),
+                kv_cache.as_raw(),
+                optional(attn_sink),
+                out.as_raw(),
+                lse.as_raw(),
+                optional_mut(selected),
+                workspace,
+                workspace_bytes,
                 stream.as_raw(),
             )
         })

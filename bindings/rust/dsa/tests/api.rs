@@ -2,7 +2,7 @@
 //! right places, and failures become `dsa::Error` with libdsa's code and message.
 use dsa::{
     Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, IndexerParams, QuantizeFp8Params, ScaleFormat, SparseAttentionParams,
-    Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams,
+    Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams, Workspace,
 };
 
 /// Deterministic values in (-scale, scale), different for every seed.
@@ -627,4 +627,271 @@ fn new_ops_report_bad_params_by_name() {
         .unwrap_err();
     assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
     assert!(error.message().starts_with("params.n_sink + params.n_local"), "{error}");
+}
+
+/// A 16-byte aligned host workspace of at least `bytes` bytes.
+fn aligned_bytes(bytes: usize) -> Vec<u128> {
+    vec![0u128; (bytes + 15) / 16]
+}
+
+fn as_bytes(memory: &mut [u128]) -> &mut [u8] {
+    unsafe { std::slice::from_raw_parts_mut(memory.as_mut_ptr().cast(), memory.len() * 16) }
+}
+
+#[test]
+fn fused_prefill_equals_its_parts() {
+    let context = Context::new().unwrap();
+    let (queries, heads, dim, keys, k) = (4i64, 2i64, 16i64, 10i64, 3i64);
+    let (q_heads, d_qk, d_v) = (2i64, 16i64, 8i64);
+    let index_q = random_codes((queries * heads * dim) as usize, 60);
+    let index_k = random_codes((keys * dim) as usize, 61);
+    let weights = random_floats((queries * heads) as usize, 62, 1.0);
+    let k_scale: Vec<f32> = random_floats(keys as usize, 63, 1.0).iter().map(|v| v.abs() + 0.1).collect();
+    let (ks, ke) = ([0i32, 0, 2, 5], [1i32, 6, 10, 9]);
+    let q = bf16s((queries * q_heads * d_qk) as usize, 64, 1.0);
+    let kv = bf16s((keys * d_qk) as usize, 65, 1.0);
+    let topk = TopkParams { k: k as i32, order: TopkOrder::SCORE, ..Default::default() };
+    let attention = SparseAttentionParams { scale: 0.25, d_v: d_v as i32 };
+    let (q_view, w_view) = (TensorView::new(&index_q, &[queries, heads, dim]).unwrap(), TensorView::new(&weights, &[queries, heads]).unwrap());
+    let (k_view, scale_view) = (TensorView::new(&index_k, &[keys, dim]).unwrap(), TensorView::new(&k_scale, &[keys]).unwrap());
+    let (ks_view, ke_view) = (TensorView::new(&ks, &[queries]).unwrap(), TensorView::new(&ke, &[queries]).unwrap());
+
+    // The parts: logits, top-k over the windows, sparse attention.
+    let mut logits = vec![0f32; (queries * keys) as usize];
+    let mut logits_view = TensorViewMut::new(&mut logits, &[queries, keys]).unwrap();
+    context.indexer_logits(None, &q_view, &w_view, &k_view, &scale_view, &ks_view, &ke_view, &mut logits_view, Stream::DEFAULT).unwrap();
+    let mut expected = vec![0i32; (queries * k) as usize];
+    context
+        .topk(
+            Some(&topk),
+            &TensorView::new(&logits, &[queries, keys]).unwrap(),
+            Some(&ks_view),
+            Some(&ke_view),
+            None,
+            &mut TensorViewMut::new(&mut expected, &[queries, k]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    assert_eq!(&expected[..3], [0, -1, -1], "a window of one token");
+
+    // Fused indexer + top-k, with the library's scratch and with a workspace of the queried size.
+    let bytes = context.indexer_topk_workspace_size(queries, keys).unwrap();
+    let mut memory = aligned_bytes(bytes);
+    for workspace in [None, Some(Workspace::new(&mut as_bytes(&mut memory)[..bytes]))] {
+        let mut workspace = workspace;
+        let mut indices = vec![i32::MIN; (queries * k) as usize];
+        context
+            .indexer_topk(
+                None,
+                Some(&topk),
+                &q_view,
+                &w_view,
+                &k_view,
+                &scale_view,
+                &ks_view,
+                &ke_view,
+                &mut TensorViewMut::new(&mut indices, &[queries, k]).unwrap(),
+                workspace.as_mut(),
+                Stream::DEFAULT,
+            )
+            .unwrap();
+        assert_eq!(indices, expected);
+    }
+    if bytes > 0 {
+        let mut indices = vec![0i32; (queries * k) as usize];
+        let error = context
+            .indexer_topk(
+                None,
+                Some(&topk),
+                &q_view,
+                &w_view,
+                &k_view,
+                &scale_view,
+                &ks_view,
+                &ke_view,
+                &mut TensorViewMut::new(&mut indices, &[queries, k]).unwrap(),
+                Some(&mut Workspace::new(&mut as_bytes(&mut memory)[..bytes - 1])),
+                Stream::DEFAULT,
+            )
+            .unwrap_err();
+        assert_eq!(error.status(), Some(Status::WorkspaceTooSmall), "{error}");
+        assert!(error.message().starts_with("workspace"), "{error}");
+    }
+
+    let mut expected_out = vec![Bf16(0); (queries * q_heads * d_v) as usize];
+    let mut expected_lse = vec![0f32; (queries * q_heads) as usize];
+    let q_view = TensorView::new(&q, &[queries, q_heads, d_qk]).unwrap();
+    let kv_view = TensorView::new(&kv, &[keys, d_qk]).unwrap();
+    context
+        .sparse_attention(
+            &attention,
+            &q_view,
+            &kv_view,
+            &TensorView::new(&expected, &[queries, k]).unwrap(),
+            None,
+            None,
+            &mut TensorViewMut::new(&mut expected_out, &[queries, q_heads, d_v]).unwrap(),
+            &mut TensorViewMut::new(&mut expected_lse, &[queries, q_heads]).unwrap(),
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    // The one-call layer, with a workspace and the selected indices.
+    let bytes = context.attention_workspace_size(Some(&topk), queries, keys).unwrap();
+    let mut memory = aligned_bytes(bytes);
+    let (mut out, mut lse) = (vec![Bf16(0xFFFF); expected_out.len()], vec![f32::NAN; expected_lse.len()]);
+    let mut selected = vec![i32::MIN; expected.len()];
+    context
+        .attention(
+            None,
+            Some(&topk),
+            &attention,
+            &TensorView::new(&index_q, &[queries, heads, dim]).unwrap(),
+            &w_view,
+            &k_view,
+            &scale_view,
+            &ks_view,
+            &ke_view,
+            &q_view,
+            &kv_view,
+            None,
+            &mut TensorViewMut::new(&mut out, &[queries, q_heads, d_v]).unwrap(),
+            &mut TensorViewMut::new(&mut lse, &[queries, q_heads]).unwrap(),
+            Some(&mut TensorViewMut::new(&mut selected, &[queries, k]).unwrap()),
+            Some(&mut Workspace::new(&mut as_bytes(&mut memory)[..bytes])),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    assert_eq!(selected, expected);
+    assert_eq!(out, expected_out);
+    assert_eq!(lse.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected_lse.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
+
+#[test]
+fn fused_decode_equals_its_parts() {
+    let context = Context::new().unwrap();
+    let (next, heads, dim, k, pages) = (2i64, 2i64, 16i64, 4i64, 2i64);
+    let (q_heads, d_qk, d_v) = (2i64, 16i64, 8i64);
+    let page_bytes = 64 * (dim + 4);
+    // One sequence of 7 tokens in page 1 (block table [1, 0]).
+    let keys = random_floats((7 * dim) as usize, 70, 2.0);
+    let slots_of_tokens: Vec<i64> = (64..71).collect();
+    let mut index_cache = vec![0u8; (pages * page_bytes) as usize];
+    context
+        .indexer_cache_write(
+            &TensorView::new(&keys, &[7, dim]).unwrap(),
+            &TensorView::new(&slots_of_tokens, &[7]).unwrap(),
+            &mut TensorViewMut::new(&mut index_cache, &[pages, page_bytes]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    let (table, lens) = ([1i32, 0], [7i32]);
+    let index_q = random_codes((next * heads * dim) as usize, 71);
+    let weights = random_floats((next * heads) as usize, 72, 1.0);
+    let q = bf16s((next * q_heads * d_qk) as usize, 73, 1.0);
+    let kv_cache = bf16s((pages * 64 * d_qk) as usize, 74, 1.0);
+    let topk = TopkParams { k: k as i32, order: TopkOrder::INDEX, ..Default::default() };
+    let attention = SparseAttentionParams { scale: 0.25, d_v: d_v as i32 };
+    let index_q_view = TensorView::new(&index_q, &[1, next, heads, dim]).unwrap();
+    let w_view = TensorView::new(&weights, &[next, heads]).unwrap();
+    let cache_view = TensorView::new(&index_cache, &[pages, page_bytes]).unwrap();
+    let (table_view, lens_view) = (TensorView::new(&table, &[1, 2]).unwrap(), TensorView::new(&lens, &[1]).unwrap());
+
+    // The parts: paged logits, then top-k as token positions and through the block table.
+    let mut logits = vec![0f32; (next * 128) as usize];
+    context
+        .indexer_logits_paged(None, &index_q_view, &w_view, &cache_view, &table_view, &lens_view, &mut TensorViewMut::new(&mut logits, &[next, 128]).unwrap(), Stream::DEFAULT)
+        .unwrap();
+    let logits_view = TensorView::new(&logits, &[next, 128]).unwrap();
+    let (mut expected_indices, mut expected_slots) = (vec![0i32; (next * k) as usize], vec![0i32; (next * k) as usize]);
+    context.topk(Some(&topk), &logits_view, None, None, None, &mut TensorViewMut::new(&mut expected_indices, &[next, k]).unwrap(), Stream::DEFAULT).unwrap();
+    let by_page = TopkParams { page_size: 64, ..topk };
+    context
+        .topk(Some(&by_page), &logits_view, None, None, Some(&table_view), &mut TensorViewMut::new(&mut expected_slots, &[next, k]).unwrap(), Stream::DEFAULT)
+        .unwrap();
+    assert!(expected_slots.iter().all(|&slot| (64..71).contains(&slot)), "{expected_slots:?}");
+
+    let (mut indices, mut slots) = (vec![i32::MIN; expected_indices.len()], vec![i32::MIN; expected_slots.len()]);
+    context
+        .indexer_topk_paged(
+            None,
+            Some(&topk),
+            &index_q_view,
+            &w_view,
+            &cache_view,
+            &table_view,
+            &lens_view,
+            Some(&mut TensorViewMut::new(&mut indices, &[next, k]).unwrap()),
+            Some(&mut TensorViewMut::new(&mut slots, &[next, k]).unwrap()),
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    assert_eq!((&indices, &slots), (&expected_indices, &expected_slots));
+
+    let q_view = TensorView::new(&q, &[1, next, q_heads, d_qk]).unwrap();
+    let kv_view = TensorView::new(&kv_cache, &[pages, 64, d_qk]).unwrap();
+    let (mut expected_out, mut expected_lse) = (vec![Bf16(0); (next * q_heads * d_v) as usize], vec![0f32; (next * q_heads) as usize]);
+    context
+        .sparse_attention_paged(
+            &attention,
+            &q_view,
+            &kv_view,
+            &TensorView::new(&expected_slots, &[1, next, k]).unwrap(),
+            None,
+            None,
+            &mut TensorViewMut::new(&mut expected_out, &[1, next, q_heads, d_v]).unwrap(),
+            &mut TensorViewMut::new(&mut expected_lse, &[1, next, q_heads]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    let (mut out, mut lse) = (vec![Bf16(0xFFFF); expected_out.len()], vec![f32::NAN; expected_lse.len()]);
+    context
+        .attention_paged(
+            None,
+            Some(&topk),
+            &attention,
+            &index_q_view,
+            &w_view,
+            &cache_view,
+            &table_view,
+            &lens_view,
+            &q_view,
+            &kv_view,
+            None,
+            &mut TensorViewMut::new(&mut out, &[1, next, q_heads, d_v]).unwrap(),
+            &mut TensorViewMut::new(&mut lse, &[1, next, q_heads]).unwrap(),
+            None,
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    assert_eq!(out, expected_out);
+    assert_eq!(lse.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), expected_lse.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_workspace_must_be_on_the_context_device() {
+    let context = Context::new().unwrap();
+    let (index_q, weights, index_k, k_scale) = (random_codes(16, 80), vec![1f32], random_codes(32, 81), vec![1f32; 2]);
+    let (ks, ke) = ([0i32], [2i32]);
+    let mut indices = vec![0i32; 1];
+    let mut device = unsafe { Workspace::from_raw(0x7f00_0000_0000usize as *mut std::os::raw::c_void, 1 << 20, Device::Cuda(0)) };
+    let error = context
+        .indexer_topk(
+            None,
+            Some(&TopkParams { k: 1, ..Default::default() }),
+            &TensorView::new(&index_q, &[1, 1, 16]).unwrap(),
+            &TensorView::new(&weights, &[1, 1]).unwrap(),
+            &TensorView::new(&index_k, &[2, 16]).unwrap(),
+            &TensorView::new(&k_scale, &[2]).unwrap(),
+            &TensorView::new(&ks, &[1]).unwrap(),
+            &TensorView::new(&ke, &[1]).unwrap(),
+            &mut TensorViewMut::new(&mut indices, &[1, 1]).unwrap(),
+            Some(&mut device),
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::DeviceMismatch), "{error}");
+    assert!(error.message().starts_with("workspace:"), "{error}");
 }
