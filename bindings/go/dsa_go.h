@@ -178,4 +178,108 @@ static inline dsa_status_t dsa_go_mla_cache_write(dsa_context_t* context, const 
                                               (dsa_stream_t)stream), message);
 }
 
+/* A workspace is Go memory (workspace_data) or a device address; NULL and 0 let libdsa allocate. */
+static inline void* dsa_go_workspace(void* data, uintptr_t address) {
+    return data != NULL ? data : (void*)address;
+}
+
+static inline dsa_status_t dsa_go_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries,
+                                                              int64_t num_tokens, size_t* bytes, char** message) {
+    return dsa_go_checked(dsa_indexer_topk_workspace_size(context, num_queries, num_tokens, bytes), message);
+}
+
+static inline dsa_status_t dsa_go_indexer_topk(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                               const dsa_topk_params_t* topk_params, const dsa_tensor_t* q,
+                                               void* q_data, const dsa_tensor_t* weights, void* weights_data,
+                                               const dsa_tensor_t* k, void* k_data, const dsa_tensor_t* k_scale,
+                                               void* k_scale_data, const dsa_tensor_t* ks, void* ks_data,
+                                               const dsa_tensor_t* ke, void* ke_data, const dsa_tensor_t* indices,
+                                               void* indices_data, void* workspace_data, uintptr_t workspace_address,
+                                               size_t workspace_bytes, uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, weights_storage, k_storage, k_scale_storage, ks_storage, ke_storage, indices_storage;
+    return dsa_go_checked(dsa_indexer_topk(context, indexer_params, topk_params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(weights),
+                                           DSA_GO_TENSOR(k), DSA_GO_TENSOR(k_scale), DSA_GO_TENSOR(ks), DSA_GO_TENSOR(ke),
+                                           DSA_GO_TENSOR(indices), dsa_go_workspace(workspace_data, workspace_address),
+                                           workspace_bytes, (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_indexer_topk_paged(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                                     const dsa_topk_params_t* topk_params, const dsa_tensor_t* q,
+                                                     void* q_data, const dsa_tensor_t* weights, void* weights_data,
+                                                     const dsa_tensor_t* k_cache, void* k_cache_data,
+                                                     const dsa_tensor_t* block_table, void* block_table_data,
+                                                     const dsa_tensor_t* context_lens, void* context_lens_data,
+                                                     const dsa_tensor_t* indices, void* indices_data,
+                                                     const dsa_tensor_t* slots, void* slots_data, void* workspace_data,
+                                                     uintptr_t workspace_address, size_t workspace_bytes,
+                                                     uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, weights_storage, k_cache_storage, block_table_storage, context_lens_storage, indices_storage,
+        slots_storage;
+    return dsa_go_checked(dsa_indexer_topk_paged(context, indexer_params, topk_params, DSA_GO_TENSOR(q),
+                                                 DSA_GO_TENSOR(weights), DSA_GO_TENSOR(k_cache),
+                                                 DSA_GO_TENSOR(block_table), DSA_GO_TENSOR(context_lens),
+                                                 DSA_GO_TENSOR(indices), DSA_GO_TENSOR(slots),
+                                                 dsa_go_workspace(workspace_data, workspace_address), workspace_bytes,
+                                                 (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_attention_workspace_size(const dsa_context_t* context,
+                                                           const dsa_topk_params_t* topk_params, int64_t num_queries,
+                                                           int64_t num_tokens, size_t* bytes, char** message) {
+    return dsa_go_checked(dsa_attention_workspace_size(context, topk_params, num_queries, num_tokens, bytes), message);
+}
+
+static inline dsa_status_t dsa_go_attention(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                            const dsa_topk_params_t* topk_params,
+                                            const dsa_sparse_attention_params_t* attention_params,
+                                            const dsa_tensor_t* index_q, void* index_q_data,
+                                            const dsa_tensor_t* index_weights, void* index_weights_data,
+                                            const dsa_tensor_t* index_k, void* index_k_data,
+                                            const dsa_tensor_t* index_k_scale, void* index_k_scale_data,
+                                            const dsa_tensor_t* ks, void* ks_data, const dsa_tensor_t* ke, void* ke_data,
+                                            const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* kv, void* kv_data,
+                                            const dsa_tensor_t* attn_sink, void* attn_sink_data, const dsa_tensor_t* out,
+                                            void* out_data, const dsa_tensor_t* lse, void* lse_data,
+                                            const dsa_tensor_t* selected, void* selected_data, void* workspace_data,
+                                            uintptr_t workspace_address, size_t workspace_bytes, uintptr_t stream,
+                                            char** message) {
+    dsa_tensor_t index_q_storage, index_weights_storage, index_k_storage, index_k_scale_storage, ks_storage, ke_storage,
+        q_storage, kv_storage, attn_sink_storage, out_storage, lse_storage, selected_storage;
+    return dsa_go_checked(dsa_attention(context, indexer_params, topk_params, attention_params, DSA_GO_TENSOR(index_q),
+                                        DSA_GO_TENSOR(index_weights), DSA_GO_TENSOR(index_k),
+                                        DSA_GO_TENSOR(index_k_scale), DSA_GO_TENSOR(ks), DSA_GO_TENSOR(ke),
+                                        DSA_GO_TENSOR(q), DSA_GO_TENSOR(kv), DSA_GO_TENSOR(attn_sink),
+                                        DSA_GO_TENSOR(out), DSA_GO_TENSOR(lse), DSA_GO_TENSOR(selected),
+                                        dsa_go_workspace(workspace_data, workspace_address), workspace_bytes,
+                                        (dsa_stream_t)stream), message);
+}
+
+static inline dsa_status_t dsa_go_attention_paged(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                                                  const dsa_topk_params_t* topk_params,
+                                                  const dsa_sparse_attention_params_t* attention_params,
+                                                  const dsa_tensor_t* index_q, void* index_q_data,
+                                                  const dsa_tensor_t* index_weights, void* index_weights_data,
+                                                  const dsa_tensor_t* index_k_cache, void* index_k_cache_data,
+                                                  const dsa_tensor_t* block_table, void* block_table_data,
+                                                  const dsa_tensor_t* context_lens, void* context_lens_data,
+                                                  const dsa_tensor_t* q, void* q_data, const dsa_tensor_t* kv_cache,
+                                                  void* kv_cache_data, const dsa_tensor_t* attn_sink,
+                                                  void* attn_sink_data, const dsa_tensor_t* out, void* out_data,
+                                                  const dsa_tensor_t* lse, void* lse_data, const dsa_tensor_t* selected,
+                                                  void* selected_data, void* workspace_data,
+                                                  uintptr_t workspace_address, size_t workspace_bytes,
+                                                  uintptr_t stream, char** message) {
+    dsa_tensor_t index_q_storage, index_weights_storage, index_k_cache_storage, block_table_storage,
+        context_lens_storage, q_storage, kv_cache_storage, attn_sink_storage, out_storage, lse_storage,
+        selected_storage;
+    return dsa_go_checked(dsa_attention_paged(context, indexer_params, topk_params, attention_params,
+                                              DSA_GO_TENSOR(index_q), DSA_GO_TENSOR(index_weights),
+                                              DSA_GO_TENSOR(index_k_cache), DSA_GO_TENSOR(block_table),
+                                              DSA_GO_TENSOR(context_lens), DSA_GO_TENSOR(q), DSA_GO_TENSOR(kv_cache),
+                                              DSA_GO_TENSOR(attn_sink), DSA_GO_TENSOR(out), DSA_GO_TENSOR(lse),
+                                              DSA_GO_TENSOR(selected),
+                                              dsa_go_workspace(workspace_data, workspace_address), workspace_bytes,
+                                              (dsa_stream_t)stream), message);
+}
+
 #endif

@@ -729,3 +729,138 @@ func TestNewOpsReportBadParamsByName(t *testing.T) {
 		t.Fatalf("n_sink + n_local > k: %v", err)
 	}
 }
+
+func TestFusedPrefillEqualsItsParts(t *testing.T) {
+	context := newContext(t, nil)
+	const queries, heads, dim, keys, k, qHeads, dQK, dV = 4, 2, 16, 10, 3, 2, 16, 8
+	indexQ, indexK := view(t, randomCodes(queries*heads*dim, 60), queries, heads, dim), view(t, randomCodes(keys*dim, 61), keys, dim)
+	weights := view(t, randomFloats(queries*heads, 62, 1), queries, heads)
+	kScale := view(t, []float32{0.5, 1, 0.25, 2, 1, 0.75, 1.5, 0.5, 1, 2}, keys)
+	ks, ke := view(t, []int32{0, 0, 2, 5}, queries), view(t, []int32{1, 6, 10, 9}, queries)
+	q, kv := view(t, randomBF16(queries*qHeads*dQK, 64), queries, qHeads, dQK), view(t, randomBF16(keys*dQK, 65), keys, dQK)
+	topk := dsa.DefaultTopkParams()
+	topk.K, topk.Order = k, dsa.TopkOrderScore
+	attention := dsa.SparseAttentionParams{Scale: 0.25, DV: dV}
+
+	// The parts: logits, top-k over the windows, sparse attention.
+	logits := make([]float32, queries*keys)
+	if err := context.IndexerLogits(nil, indexQ, weights, indexK, kScale, ks, ke, view(t, logits, queries, keys), 0); err != nil {
+		t.Fatal(err)
+	}
+	expected := make([]int32, queries*k)
+	if err := context.Topk(&topk, view(t, logits, queries, keys), ks, ke, nil, view(t, expected, queries, k), 0); err != nil {
+		t.Fatal(err)
+	}
+	expectedOut, expectedLSE := make([]dsa.Bfloat16, queries*qHeads*dV), make([]float32, queries*qHeads)
+	err := context.SparseAttention(&attention, q, kv, view(t, expected, queries, k), nil, nil,
+		view(t, expectedOut, queries, qHeads, dV), view(t, expectedLSE, queries, qHeads), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bytes, err := context.IndexerTopkWorkspaceSize(queries, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, workspace := range []*dsa.Workspace{nil, dsa.NewWorkspace(make([]byte, bytes))} {
+		indices := make([]int32, queries*k)
+		if err := context.IndexerTopk(nil, &topk, indexQ, weights, indexK, kScale, ks, ke, view(t, indices, queries, k),
+			workspace, 0); err != nil {
+			t.Fatal(err)
+		}
+		equalInts(t, "fused indices", indices, expected)
+	}
+	if bytes > 0 {
+		err := context.IndexerTopk(nil, &topk, indexQ, weights, indexK, kScale, ks, ke,
+			view(t, make([]int32, queries*k), queries, k), dsa.NewWorkspace(make([]byte, bytes-1)), 0)
+		if status, message := statusOf(t, err); status != dsa.StatusWorkspaceTooSmall || !strings.HasPrefix(message, "workspace") {
+			t.Fatalf("small workspace: %v", err)
+		}
+	}
+
+	bytes, err = context.AttentionWorkspaceSize(&topk, queries, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, lse, selected := make([]dsa.Bfloat16, len(expectedOut)), make([]float32, len(expectedLSE)), make([]int32, len(expected))
+	err = context.Attention(nil, &topk, &attention, indexQ, weights, indexK, kScale, ks, ke, q, kv, nil,
+		view(t, out, queries, qHeads, dV), view(t, lse, queries, qHeads), view(t, selected, queries, k),
+		dsa.NewWorkspace(make([]byte, bytes)), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalInts(t, "selected", selected, expected)
+	if fmt.Sprint(out) != fmt.Sprint(expectedOut) || fmt.Sprint(lse) != fmt.Sprint(expectedLSE) {
+		t.Fatalf("attention differs from its parts:\n%v %v\n%v %v", out, lse, expectedOut, expectedLSE)
+	}
+}
+
+func TestFusedDecodeEqualsItsParts(t *testing.T) {
+	context := newContext(t, nil)
+	const next, heads, dim, k, pages, qHeads, dQK, dV = 2, 2, 16, 4, 2, 2, 16, 8
+	const pageBytes = 64 * (dim + 4)
+	// One sequence of 7 tokens in page 1 (block table [1, 0]).
+	cache := make([]uint8, pages*pageBytes)
+	err := context.IndexerCacheWrite(view(t, randomFloats(7*dim, 70, 2), 7, dim),
+		view(t, []int64{64, 65, 66, 67, 68, 69, 70}, 7), view(t, cache, pages, pageBytes), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cacheView, table, lens := view(t, cache, pages, pageBytes), view(t, []int32{1, 0}, 1, 2), view(t, []int32{7}, 1)
+	indexQ, weights := view(t, randomCodes(next*heads*dim, 71), 1, next, heads, dim), view(t, randomFloats(next*heads, 72, 1), next, heads)
+	q, kvCache := view(t, randomBF16(next*qHeads*dQK, 73), 1, next, qHeads, dQK), view(t, randomBF16(pages*64*dQK, 74), pages, 64, dQK)
+	topk := dsa.DefaultTopkParams()
+	topk.K, topk.Order = k, dsa.TopkOrderIndex
+	attention := dsa.SparseAttentionParams{Scale: 0.25, DV: dV}
+
+	logits := make([]float32, next*128)
+	if err := context.IndexerLogitsPaged(nil, indexQ, weights, cacheView, table, lens, view(t, logits, next, 128), 0); err != nil {
+		t.Fatal(err)
+	}
+	expectedIndices, expectedSlots := make([]int32, next*k), make([]int32, next*k)
+	if err := context.Topk(&topk, view(t, logits, next, 128), nil, nil, nil, view(t, expectedIndices, next, k), 0); err != nil {
+		t.Fatal(err)
+	}
+	byPage := topk
+	byPage.PageSize = 64
+	if err := context.Topk(&byPage, view(t, logits, next, 128), nil, nil, table, view(t, expectedSlots, next, k), 0); err != nil {
+		t.Fatal(err)
+	}
+	indices, slots := make([]int32, next*k), make([]int32, next*k)
+	err = context.IndexerTopkPaged(nil, &topk, indexQ, weights, cacheView, table, lens, view(t, indices, next, k),
+		view(t, slots, next, k), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	equalInts(t, "fused indices", indices, expectedIndices)
+	equalInts(t, "fused slots", slots, expectedSlots)
+
+	expectedOut, expectedLSE := make([]dsa.Bfloat16, next*qHeads*dV), make([]float32, next*qHeads)
+	err = context.SparseAttentionPaged(&attention, q, kvCache, view(t, expectedSlots, 1, next, k), nil, nil,
+		view(t, expectedOut, 1, next, qHeads, dV), view(t, expectedLSE, 1, next, qHeads), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, lse := make([]dsa.Bfloat16, len(expectedOut)), make([]float32, len(expectedLSE))
+	err = context.AttentionPaged(nil, &topk, &attention, indexQ, weights, cacheView, table, lens, q, kvCache, nil,
+		view(t, out, 1, next, qHeads, dV), view(t, lse, 1, next, qHeads), nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(out) != fmt.Sprint(expectedOut) || fmt.Sprint(lse) != fmt.Sprint(expectedLSE) {
+		t.Fatalf("paged attention differs from its parts")
+	}
+}
+
+func TestAWorkspaceMustBeOnTheContextDevice(t *testing.T) {
+	context := newContext(t, nil)
+	topk := dsa.DefaultTopkParams()
+	topk.K = 1
+	err := context.IndexerTopk(nil, &topk, view(t, randomCodes(16, 80), 1, 1, 16), view(t, []float32{1}, 1, 1),
+		view(t, randomCodes(32, 81), 2, 16), view(t, []float32{1, 1}, 2), view(t, []int32{0}, 1),
+		view(t, []int32{2}, 1), view(t, make([]int32, 1), 1, 1),
+		dsa.NewDeviceWorkspace(0x7f0000000000, 1<<20, dsa.CUDA(0)), 0)
+	if status, message := statusOf(t, err); status != dsa.StatusDeviceMismatch || !strings.HasPrefix(message, "workspace:") {
+		t.Fatalf("device workspace: %v", err)
+	}
+}

@@ -12,7 +12,11 @@ package dsa
 */
 import "C"
 
-import "runtime"
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+)
 
 // ScaleFormat is how FP8 block quantisation chooses a group's scale (DSA_SCALE_FORMAT_*).
 type ScaleFormat int32
@@ -327,5 +331,188 @@ func (c *Context) MLACacheWrite(cKV, kPE, slotMapping, kvCache *Tensor, stream S
 	status := C.dsa_go_mla_cache_write(c.raw, cKVLayout, cKVData, kPELayout, kPEData, slotMappingLayout,
 		slotMappingData, kvCacheLayout, kvCacheData, C.uintptr_t(stream), &message)
 	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// Workspace is scratch memory of the fused ops (IndexerTopk, Attention, ...) on the context's
+// device: the C workspace and workspace_bytes. A nil *Workspace lets the library allocate scratch
+// for the call. libdsa refuses a workspace that is not aligned to 16 bytes or is smaller than the
+// matching *WorkspaceSize query.
+type Workspace struct {
+	host    []byte  // Go memory, or nil
+	address uintptr // device memory when host is nil
+	bytes   int
+	device  Device
+}
+
+// NewWorkspace is host memory, for CPU contexts (Go allocates 16 bytes or more 16-byte aligned).
+func NewWorkspace(memory []byte) *Workspace {
+	return &Workspace{host: memory, bytes: len(memory), device: CPU}
+}
+
+// NewDeviceWorkspace is memory at address on device (e.g. a CUDA allocation) of the given size.
+func NewDeviceWorkspace(address uintptr, bytes int, device Device) *Workspace {
+	return &Workspace{address: address, bytes: bytes, device: device}
+}
+
+// workspaceParts is how a workspace is passed to a dsa_go_* wrapper; a workspace on another
+// device than the context's is refused here, because libdsa cannot tell.
+func (c *Context) workspaceParts(w *Workspace) (unsafe.Pointer, C.uintptr_t, C.size_t, error) {
+	if w == nil {
+		return nil, 0, 0, nil
+	}
+	device, err := c.Device()
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	if device != w.device {
+		return nil, 0, 0, &Error{StatusDeviceMismatch,
+			fmt.Sprintf("workspace: on %+v, the context on %+v", w.device, device)}
+	}
+	if len(w.host) > 0 {
+		return unsafe.Pointer(&w.host[0]), 0, C.size_t(w.bytes), nil
+	}
+	return nil, C.uintptr_t(w.address), C.size_t(w.bytes), nil
+}
+
+// IndexerTopkWorkspaceSize is the scratch IndexerTopk and IndexerTopkPaged need for numQueries
+// query rows over numTokens key tokens (S_kv; paged: max_pages*64), in bytes
+// (dsa_indexer_topk_workspace_size).
+func (c *Context) IndexerTopkWorkspaceSize(numQueries, numTokens int64) (int, error) {
+	var bytes C.size_t
+	var message *C.char
+	status := C.dsa_go_indexer_topk_workspace_size(c.raw, C.int64_t(numQueries), C.int64_t(numTokens), &bytes,
+		&message)
+	runtime.KeepAlive(c)
+	return int(bytes), check(status, message)
+}
+
+// IndexerTopk is the fused lightning indexer + top-k of a ragged prefill: the indices i32
+// [S_q, k] that IndexerLogits then Topk (windows [ks, ke)) would give, without the [S_q, S_kv]
+// logits (dsa_indexer_topk). workspace may be nil.
+func (c *Context) IndexerTopk(indexerParams *IndexerParams, topkParams *TopkParams, q, weights, k, kScale, ks, ke,
+	indices *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	qLayout, qData := q.parts()
+	weightsLayout, weightsData := weights.parts()
+	kLayout, kData := k.parts()
+	kScaleLayout, kScaleData := kScale.parts()
+	ksLayout, ksData := ks.parts()
+	keLayout, keData := ke.parts()
+	indicesLayout, indicesData := indices.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_topk(c.raw, indexerParams.toC(), topkParams.toC(), qLayout, qData, weightsLayout,
+		weightsData, kLayout, kData, kScaleLayout, kScaleData, ksLayout, ksData, keLayout, keData, indicesLayout,
+		indicesData, workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
+	return check(status, message)
+}
+
+// IndexerTopkPaged is the fused lightning indexer + top-k of a paged decode step: token positions
+// into indices and/or physical cache slots into slots (either may be nil, not both; i32
+// [B*n_next, k]), as IndexerLogitsPaged then Topk would give (dsa_indexer_topk_paged).
+func (c *Context) IndexerTopkPaged(indexerParams *IndexerParams, topkParams *TopkParams, q, weights, kCache,
+	blockTable, contextLens, indices, slots *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	qLayout, qData := q.parts()
+	weightsLayout, weightsData := weights.parts()
+	kCacheLayout, kCacheData := kCache.parts()
+	blockTableLayout, blockTableData := blockTable.parts()
+	contextLensLayout, contextLensData := contextLens.parts()
+	indicesLayout, indicesData := indices.parts()
+	slotsLayout, slotsData := slots.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_topk_paged(c.raw, indexerParams.toC(), topkParams.toC(), qLayout, qData,
+		weightsLayout, weightsData, kCacheLayout, kCacheData, blockTableLayout, blockTableData, contextLensLayout,
+		contextLensData, indicesLayout, indicesData, slotsLayout, slotsData, workspaceData, workspaceAddress,
+		workspaceBytes, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
+	return check(status, message)
+}
+
+// AttentionWorkspaceSize is the scratch Attention and AttentionPaged need for numQueries query
+// rows over numTokens key tokens (paged: max_pages*64) with the K of topkParams (nil: 2048), in
+// bytes (dsa_attention_workspace_size).
+func (c *Context) AttentionWorkspaceSize(topkParams *TopkParams, numQueries, numTokens int64) (int, error) {
+	var bytes C.size_t
+	var message *C.char
+	status := C.dsa_go_attention_workspace_size(c.raw, topkParams.toC(), C.int64_t(numQueries),
+		C.int64_t(numTokens), &bytes, &message)
+	runtime.KeepAlive(c)
+	return int(bytes), check(status, message)
+}
+
+// Attention is one DSA layer step of a ragged prefill: indexer (indexQ, indexWeights, indexK,
+// indexKScale, windows [ks, ke)) -> top-k -> sparse MLA attention (q, kv, attnSink or nil) into
+// out and lse; selected (i32 [S_q, k] or nil) receives the indices used (dsa_attention).
+// attentionParams must not be nil: Scale has no default.
+func (c *Context) Attention(indexerParams *IndexerParams, topkParams *TopkParams,
+	attentionParams *SparseAttentionParams, indexQ, indexWeights, indexK, indexKScale, ks, ke, q, kv, attnSink, out,
+	lse, selected *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	indexQLayout, indexQData := indexQ.parts()
+	indexWeightsLayout, indexWeightsData := indexWeights.parts()
+	indexKLayout, indexKData := indexK.parts()
+	indexKScaleLayout, indexKScaleData := indexKScale.parts()
+	ksLayout, ksData := ks.parts()
+	keLayout, keData := ke.parts()
+	qLayout, qData := q.parts()
+	kvLayout, kvData := kv.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	selectedLayout, selectedData := selected.parts()
+	var message *C.char
+	status := C.dsa_go_attention(c.raw, indexerParams.toC(), topkParams.toC(), attentionParams.toC(), indexQLayout,
+		indexQData, indexWeightsLayout, indexWeightsData, indexKLayout, indexKData, indexKScaleLayout, indexKScaleData,
+		ksLayout, ksData, keLayout, keData, qLayout, qData, kvLayout, kvData, attnSinkLayout, attnSinkData, outLayout,
+		outData, lseLayout, lseData, selectedLayout, selectedData, workspaceData, workspaceAddress, workspaceBytes,
+		C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
+	return check(status, message)
+}
+
+// AttentionPaged is one DSA layer step of a paged decode: fused indexer + top-k over the indexer
+// key cache (blockTable, contextLens) -> physical slots -> sparse MLA attention over kvCache
+// (pages of 64 tokens, bf16 or the FP8 MLA cache) into out and lse; selected (i32 [B*n_next, k]
+// or nil) receives the slots used (dsa_attention_paged).
+func (c *Context) AttentionPaged(indexerParams *IndexerParams, topkParams *TopkParams,
+	attentionParams *SparseAttentionParams, indexQ, indexWeights, indexKCache, blockTable, contextLens, q, kvCache,
+	attnSink, out, lse, selected *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	indexQLayout, indexQData := indexQ.parts()
+	indexWeightsLayout, indexWeightsData := indexWeights.parts()
+	indexKCacheLayout, indexKCacheData := indexKCache.parts()
+	blockTableLayout, blockTableData := blockTable.parts()
+	contextLensLayout, contextLensData := contextLens.parts()
+	qLayout, qData := q.parts()
+	kvCacheLayout, kvCacheData := kvCache.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	selectedLayout, selectedData := selected.parts()
+	var message *C.char
+	status := C.dsa_go_attention_paged(c.raw, indexerParams.toC(), topkParams.toC(), attentionParams.toC(),
+		indexQLayout, indexQData, indexWeightsLayout, indexWeightsData, indexKCacheLayout, indexKCacheData,
+		blockTableLayout, blockTableData, contextLensLayout, contextLensData, qLayout, qData, kvCacheLayout,
+		kvCacheData, attnSinkLayout, attnSinkData, outLayout, outData, lseLayout, lseData, selectedLayout,
+		selectedData, workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
 	return check(status, message)
 }
