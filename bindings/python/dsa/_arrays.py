@@ -77,7 +77,7 @@ def _layout(name, data, dtype, device_type, device_id, shape, strides):
     return tensor
 
 
-def _contiguous_strides(shape):
+def contiguous_strides(shape):
     strides, step = [], 1
     for extent in reversed(shape):
         strides.append(step)
@@ -114,7 +114,7 @@ def _from_dlpack(name, array, stream):
             "has no libdsa equivalent",
         )
     shape = [tensor.shape[axis] for axis in range(tensor.ndim)]
-    strides = [tensor.strides[axis] for axis in range(tensor.ndim)] if tensor.strides else _contiguous_strides(shape)
+    strides = [tensor.strides[axis] for axis in range(tensor.ndim)] if tensor.strides else contiguous_strides(shape)
     data = (tensor.data or 0) + tensor.byte_offset
     # The capsule stays unconsumed: it is only borrowed for the call, and when it is collected its
     # destructor hands the tensor back to the producer.

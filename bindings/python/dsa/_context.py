@@ -9,8 +9,8 @@ import ctypes
 
 from . import _arrays
 from ._library import (
-    ContextOptions, DeviceType, DType, HadamardParams, IndexerParams, QuantizeFp8Params, ScaleFormat,
-    SparseAttentionParams, TopkOrder, TopkParams, check, lib,
+    ContextOptions, DeviceType, DsaError, DType, HadamardParams, IndexerParams, QuantizeFp8Params, ScaleFormat,
+    SparseAttentionParams, Status, TopkOrder, TopkParams, check, lib,
 )
 
 Device = collections.namedtuple("Device", ["type", "id"])
@@ -29,6 +29,21 @@ def _params(structure, init, **fields):
 
 def _shape(tensor):
     return tuple(tensor.shape[: tensor.ndim])
+
+
+def _topk_params(k, order, n_sink, n_local, page_size):
+    """dsa_topk_params_t; order: TopkOrder, or "unspecified" / "score" / "index"."""
+    if isinstance(order, str):
+        order = TopkOrder[order.upper()]
+    return _params(TopkParams, lib.dsa_topk_params_init, k=k, order=order, n_sink=n_sink, n_local=n_local,
+                   page_size=page_size)
+
+
+def _optional_output(request, allocate):
+    """An optional output argument: None or False pass NULL, True allocates one, an array is used."""
+    if request is None or request is False:
+        return None
+    return allocate() if request is True else request
 
 
 class Context:
@@ -75,17 +90,36 @@ class Context:
         check(lib.dsa_context_num_threads(self._handle, ctypes.byref(threads)))
         return threads.value
 
-    def _run(self, function, params, tensors, stream):
-        """Calls `function(context, params, *tensors, stream)`, or `function(context, *tensors,
-        stream)` when params is None (an op without params); `tensors` are (name, array, writable)
-        in the C argument order, and an array None passes NULL (an optional tensor)."""
+    def _run(self, function, params, tensors, stream, trailing=()):
+        """Calls `function(context, *params, *tensors, *trailing, stream)`. params: a params
+        struct, a tuple of them, or None (an op without params); `tensors` are (name, array,
+        writable) in the C argument order, and an array None passes NULL (an optional tensor);
+        `trailing` are further C arguments (a workspace and its size)."""
         views = [
             None if array is None else _arrays.view(name, array, writable=writable, stream=stream)
             for name, array, writable in tensors
         ]
-        arguments = [] if params is None else [ctypes.byref(params)]
+        params = () if params is None else params if isinstance(params, tuple) else (params,)
+        arguments = [ctypes.byref(structure) for structure in params]
         arguments += [None if view is None else ctypes.byref(view[0]) for view in views]
-        check(function(self._handle, *arguments, stream))
+        check(function(self._handle, *arguments, *trailing, stream))
+
+    def _workspace(self, workspace, stream):
+        """The C (workspace, workspace_bytes) of a contiguous array of any dtype on the context's
+        device, and the object that keeps it alive; None passes NULL (the library allocates)."""
+        if workspace is None:
+            return (None, 0), None
+        tensor, keep_alive = _arrays.view("workspace", workspace, writable=True, stream=stream)
+        shape = _shape(tensor)
+        if list(tensor.strides[: tensor.ndim]) != _arrays.contiguous_strides(shape):
+            raise DsaError(Status.LAYOUT_UNSUPPORTED, "workspace: must be contiguous")
+        device = Device(DeviceType(tensor.device_type).name.lower(), tensor.device_id)
+        if device != self.device:  # libdsa cannot tell where the memory is
+            raise DsaError(Status.DEVICE_MISMATCH, f"workspace: on {device}, the context on {self.device}")
+        elements = 1
+        for extent in shape:
+            elements *= extent
+        return (tensor.data, elements * lib.dsa_dtype_size(tensor.dtype)), keep_alive
 
     def quantize_fp8(self, x, *, group_size=None, scale_format=None, amax_floor=None, out=None, stream=None):
         """FP8 block quantisation (dsa_quantize_fp8) of x [..., N] (f32, bf16 or f16).
@@ -134,10 +168,7 @@ class Context:
         block_table int32 [B, max_pages], physical slots instead. order: TopkOrder, or
         "unspecified" / "score" / "index". indices are allocated like scores unless out= is given.
         """
-        if isinstance(order, str):
-            order = TopkOrder[order.upper()]
-        params = _params(TopkParams, lib.dsa_topk_params_init, k=k, order=order, n_sink=n_sink, n_local=n_local,
-                         page_size=page_size)
+        params = _topk_params(k, order, n_sink, n_local, page_size)
         if out is None:
             rows = _shape(_arrays.view("scores", scores, stream=stream)[0])[:1]
             out = _arrays.empty(scores, rows + (max(params.k, 0),), "int32")  # a bad k: libdsa explains
@@ -190,11 +221,10 @@ class Context:
                   [("k", k, False), ("slot_mapping", slot_mapping, False), ("k_cache", k_cache, True)], stream)
         return k_cache
 
-    def _attention_outputs(self, q, d_v, with_max_logits, stream):
-        """out bf16 [..., d_v] and lse f32 [...] (and max_logits) for q [..., d_qk]."""
+    def _attention_outputs(self, q, d_v, stream):
+        """out bf16 [..., d_v] and lse f32 [...] for q [..., d_qk]."""
         rows = _shape(_arrays.view("q", q, stream=stream)[0])[:-1]
-        outputs = (_arrays.empty(q, rows + (max(d_v, 0),), "bfloat16"), _arrays.empty(q, rows, "float32"))
-        return outputs + (_arrays.empty(q, rows, "float32"),) if with_max_logits else outputs
+        return _arrays.empty(q, rows + (max(d_v, 0),), "bfloat16"), _arrays.empty(q, rows, "float32")
 
     def sparse_attention(self, q, kv, indices, attn_sink=None, topk_length=None, *, scale, d_v=None,
                          max_logits=False, out=None, stream=None):
@@ -203,19 +233,19 @@ class Context:
         None, topk_length int32 [S_q] or None. scale is required (DeepSeek-V3.2: 0.13523378);
         d_v defaults to 512.
 
-        Returns (out, lse): out bf16 [S_q, H_q, d_v] and lse f32 [S_q, H_q], plus max_logits f32
-        [S_q, H_q] when max_logits=True, allocated like q unless out=(out, lse) or
-        out=(out, lse, max_logits) is given.
+        Returns (out, lse): out bf16 [S_q, H_q, d_v] and lse f32 [S_q, H_q], allocated like q
+        unless out=(out, lse) is given; then max_logits f32 [S_q, H_q] too when max_logits is True
+        (allocated) or an array.
         """
         params = _params(SparseAttentionParams, lib.dsa_sparse_attention_params_init, scale=scale, d_v=d_v)
-        if out is None:
-            out = self._attention_outputs(q, params.d_v, max_logits, stream)
-        attention, lse, maximum = out if len(out) == 3 else (*out, None)
+        attention, lse = out if out is not None else self._attention_outputs(q, params.d_v, stream)
+        maximum = _optional_output(
+            max_logits, lambda: _arrays.empty(lse, _shape(_arrays.view("lse", lse, stream=stream)[0]), "float32"))
         self._run(lib.dsa_sparse_attention, params,
                   [("q", q, False), ("kv", kv, False), ("indices", indices, False), ("attn_sink", attn_sink, False),
                    ("topk_length", topk_length, False), ("out", attention, True), ("lse", lse, True),
                    ("max_logits", maximum, True)], stream)
-        return tuple(out)
+        return (attention, lse) if maximum is None else (attention, lse, maximum)
 
     def sparse_attention_paged(self, q, kv_cache, indices, attn_sink=None, topk_length=None, *, scale, d_v=None,
                                out=None, stream=None):
@@ -226,14 +256,12 @@ class Context:
         [B, s_q, H_q, d_v] and f32 [B, s_q, H_q], allocated like q unless out=(out, lse) is given.
         """
         params = _params(SparseAttentionParams, lib.dsa_sparse_attention_params_init, scale=scale, d_v=d_v)
-        if out is None:
-            out = self._attention_outputs(q, params.d_v, False, stream)
-        attention, lse = out
+        attention, lse = out if out is not None else self._attention_outputs(q, params.d_v, stream)
         self._run(lib.dsa_sparse_attention_paged, params,
                   [("q", q, False), ("kv_cache", kv_cache, False), ("indices", indices, False),
                    ("attn_sink", attn_sink, False), ("topk_length", topk_length, False), ("out", attention, True),
                    ("lse", lse, True)], stream)
-        return tuple(out)
+        return attention, lse
 
     def mla_cache_write(self, c_kv, k_pe, slot_mapping, kv_cache, *, stream=None):
         """Writes tokens into the FP8 MLA cache uint8 [num_pages, page_size, 656] in place
@@ -243,3 +271,112 @@ class Context:
                   [("c_kv", c_kv, False), ("k_pe", k_pe, False), ("slot_mapping", slot_mapping, False),
                    ("kv_cache", kv_cache, True)], stream)
         return kv_cache
+
+    def indexer_topk_workspace_size(self, num_queries, num_tokens):
+        """The scratch bytes indexer_topk and indexer_topk_paged need for num_queries query rows
+        over num_tokens key tokens (S_kv; paged: max_pages * 64) (dsa_indexer_topk_workspace_size)."""
+        size = ctypes.c_size_t()
+        check(lib.dsa_indexer_topk_workspace_size(self._handle, num_queries, num_tokens, ctypes.byref(size)))
+        return size.value
+
+    def indexer_topk(self, q, weights, k, k_scale, ks, ke, *, top_k=None, order=None, n_sink=None, n_local=None,
+                     page_size=None, workspace=None, out=None, stream=None):
+        """Fused lightning indexer + top-k, ragged prefill (dsa_indexer_topk): the indices int32
+        [S_q, top_k] that indexer_logits then topk (windows [ks, ke)) would give, without the
+        [S_q, S_kv] logits. top_k, order, n_sink, n_local, page_size are topk's k and options (top_k
+        because k is the key tensor). workspace: None (the library allocates) or a contiguous array
+        of at least indexer_topk_workspace_size bytes. indices are allocated like q unless out= is
+        given."""
+        params = (_params(IndexerParams, lib.dsa_indexer_params_init),
+                  _topk_params(top_k, order, n_sink, n_local, page_size))
+        if out is None:
+            rows = _shape(_arrays.view("q", q, stream=stream)[0])[:1]
+            out = _arrays.empty(q, rows + (max(params[1].k, 0),), "int32")
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_indexer_topk, params,
+                  [("q", q, False), ("weights", weights, False), ("k", k, False), ("k_scale", k_scale, False),
+                   ("ks", ks, False), ("ke", ke, False), ("indices", out, True)], stream, scratch)
+        return out
+
+    def _decode_rows(self, q, stream):
+        """B * n_next of q [B, n_next, ...] (0 for a bad rank, which libdsa explains)."""
+        shape = _shape(_arrays.view("q", q, stream=stream)[0])
+        return shape[0] * shape[1] if len(shape) > 1 else 0
+
+    def indexer_topk_paged(self, q, weights, k_cache, block_table, context_lens, *, top_k=None, order=None,
+                           n_sink=None, n_local=None, page_size=None, indices=True, slots=False, workspace=None,
+                           stream=None):
+        """Fused lightning indexer + top-k, paged decode (dsa_indexer_topk_paged): inputs as
+        indexer_logits_paged, options and workspace as indexer_topk. Returns (indices, slots),
+        int32 [B * n_next, top_k] each: token positions and physical cache slots (page_size must
+        then be 64). Each is computed when True (allocated like q) or an array, and None when
+        False."""
+        params = (_params(IndexerParams, lib.dsa_indexer_params_init),
+                  _topk_params(top_k, order, n_sink, n_local, page_size))
+
+        def allocate():
+            return _arrays.empty(q, (self._decode_rows(q, stream), max(params[1].k, 0)), "int32")
+        indices, slots = _optional_output(indices, allocate), _optional_output(slots, allocate)
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_indexer_topk_paged, params,
+                  [("q", q, False), ("weights", weights, False), ("k_cache", k_cache, False),
+                   ("block_table", block_table, False), ("context_lens", context_lens, False),
+                   ("indices", indices, True), ("slots", slots, True)], stream, scratch)
+        return indices, slots
+
+    def attention_workspace_size(self, num_queries, num_tokens, *, top_k=None, order=None, n_sink=None, n_local=None,
+                                 page_size=None):
+        """The scratch bytes attention and attention_paged need for num_queries query rows over
+        num_tokens key tokens (paged: max_pages * 64) with top_k selected (default 2048)
+        (dsa_attention_workspace_size)."""
+        params = _topk_params(top_k, order, n_sink, n_local, page_size)
+        size = ctypes.c_size_t()
+        check(lib.dsa_attention_workspace_size(self._handle, ctypes.byref(params), num_queries, num_tokens,
+                                               ctypes.byref(size)))
+        return size.value
+
+    def attention(self, index_q, index_weights, index_k, index_k_scale, ks, ke, q, kv, attn_sink=None, *, scale,
+                  d_v=None, top_k=None, order=None, n_sink=None, n_local=None, page_size=None, selected=False,
+                  workspace=None, out=None, stream=None):
+        """One DSA layer step, ragged prefill (dsa_attention): indexer (index_q, index_weights,
+        index_k, index_k_scale, windows [ks, ke)) -> top-k (top_k and options as indexer_topk) ->
+        sparse MLA attention (q, kv, attn_sink; scale required, d_v as sparse_attention).
+        Returns (out, lse) as sparse_attention, then the selected indices int32 [S_q, top_k] when
+        selected is True (allocated) or an array. workspace: None or a contiguous array of at
+        least attention_workspace_size bytes."""
+        params = (_params(IndexerParams, lib.dsa_indexer_params_init),
+                  _topk_params(top_k, order, n_sink, n_local, page_size),
+                  _params(SparseAttentionParams, lib.dsa_sparse_attention_params_init, scale=scale, d_v=d_v))
+        attention, lse = out if out is not None else self._attention_outputs(q, params[2].d_v, stream)
+        rows = _shape(_arrays.view("q", q, stream=stream)[0])[:1]
+        chosen = _optional_output(selected, lambda: _arrays.empty(q, rows + (max(params[1].k, 0),), "int32"))
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_attention, params,
+                  [("index_q", index_q, False), ("index_weights", index_weights, False), ("index_k", index_k, False),
+                   ("index_k_scale", index_k_scale, False), ("ks", ks, False), ("ke", ke, False), ("q", q, False),
+                   ("kv", kv, False), ("attn_sink", attn_sink, False), ("out", attention, True), ("lse", lse, True),
+                   ("selected", chosen, True)], stream, scratch)
+        return (attention, lse) if chosen is None else (attention, lse, chosen)
+
+    def attention_paged(self, index_q, index_weights, index_k_cache, block_table, context_lens, q, kv_cache,
+                        attn_sink=None, *, scale, d_v=None, top_k=None, order=None, n_sink=None, n_local=None,
+                        page_size=None, selected=False, workspace=None, out=None, stream=None):
+        """One DSA layer step, paged decode (dsa_attention_paged): indexer_topk_paged over the
+        indexer key cache -> physical slots -> sparse_attention_paged over kv_cache (pages of 64
+        tokens) for q [B, n_next, H_q, d_qk]. Returns (out, lse) as sparse_attention_paged, then
+        the selected slots int32 [B * n_next, top_k] when selected is True or an array; workspace
+        as attention."""
+        params = (_params(IndexerParams, lib.dsa_indexer_params_init),
+                  _topk_params(top_k, order, n_sink, n_local, page_size),
+                  _params(SparseAttentionParams, lib.dsa_sparse_attention_params_init, scale=scale, d_v=d_v))
+        attention, lse = out if out is not None else self._attention_outputs(q, params[2].d_v, stream)
+        chosen = _optional_output(
+            selected, lambda: _arrays.empty(q, (self._decode_rows(q, stream), max(params[1].k, 0)), "int32"))
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_attention_paged, params,
+                  [("index_q", index_q, False), ("index_weights", index_weights, False),
+                   ("index_k_cache", index_k_cache, False), ("block_table", block_table, False),
+                   ("context_lens", context_lens, False), ("q", q, False), ("kv_cache", kv_cache, False),
+                   ("attn_sink", attn_sink, False), ("out", attention, True), ("lse", lse, True),
+                   ("selected", chosen, True)], stream, scratch)
+        return (attention, lse) if chosen is None else (attention, lse, chosen)

@@ -182,6 +182,29 @@ PROTOTYPES = {
         [_context, POINTER(SparseAttentionParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _stream],
     ),
     "dsa_mla_cache_write": (_status, [_context, _tensor, _tensor, _tensor, _tensor, _stream]),
+    "dsa_indexer_topk_workspace_size": (_status, [_context, c_int64, c_int64, POINTER(c_size_t)]),
+    "dsa_indexer_topk": (
+        _status,
+        [_context, POINTER(IndexerParams), POINTER(TopkParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor,
+         _tensor, c_void_p, c_size_t, _stream],
+    ),
+    "dsa_indexer_topk_paged": (
+        _status,
+        [_context, POINTER(IndexerParams), POINTER(TopkParams), _tensor, _tensor, _tensor, _tensor, _tensor, _tensor,
+         _tensor, c_void_p, c_size_t, _stream],
+    ),
+    "dsa_attention_workspace_size": (_status, [_context, POINTER(TopkParams), c_int64, c_int64, POINTER(c_size_t)]),
+    "dsa_attention": (
+        _status,
+        [_context, POINTER(IndexerParams), POINTER(TopkParams), POINTER(SparseAttentionParams), _tensor, _tensor,
+         _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, c_void_p, c_size_t,
+         _stream],
+    ),
+    "dsa_attention_paged": (
+        _status,
+        [_context, POINTER(IndexerParams), POINTER(TopkParams), POINTER(SparseAttentionParams), _tensor, _tensor,
+         _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, c_void_p, c_size_t, _stream],
+    ),
 }
 
 

@@ -164,3 +164,86 @@ def test_new_ops_report_bad_params_by_name(context, rng):
     with pytest.raises(dsa.DsaError) as failure:
         context.topk(SCORES, numpy.zeros(3, numpy.int32), k=2)
     assert failure.value.code == dsa.Status.SHAPE_MISMATCH and failure.value.message.startswith("row_starts")
+
+
+def prefill_problem(rng):
+    queries, heads, dim, keys, q_heads, d_qk = 4, 2, 16, 10, 2, 16
+    return dict(
+        index_q=random_codes(rng, (queries, heads, dim)),
+        index_weights=rng.standard_normal((queries, heads)).astype(numpy.float32),
+        index_k=random_codes(rng, (keys, dim)),
+        index_k_scale=rng.uniform(0.1, 1, keys).astype(numpy.float32),
+        ks=numpy.array([0, 0, 2, 5], numpy.int32),
+        ke=numpy.array([1, 6, 10, 9], numpy.int32),
+        q=rng.standard_normal((queries, q_heads, d_qk)).astype(BF16),
+        kv=rng.standard_normal((keys, d_qk)).astype(BF16),
+    )
+
+
+def test_fused_prefill_equals_its_parts(context, rng):
+    p = prefill_problem(rng)
+    indexer_inputs = [p[name] for name in ("index_q", "index_weights", "index_k", "index_k_scale", "ks", "ke")]
+    logits = context.indexer_logits(*indexer_inputs)
+    expected = context.topk(logits, p["ks"], p["ke"], k=3, order="score")
+    numpy.testing.assert_array_equal(expected[0], [0, -1, -1])  # a window of one token
+    expected_out, expected_lse = context.sparse_attention(p["q"], p["kv"], expected, scale=0.25, d_v=8)
+
+    numpy.testing.assert_array_equal(context.indexer_topk(*indexer_inputs, top_k=3, order="score"), expected)
+    size = context.indexer_topk_workspace_size(4, 10)
+    workspace = numpy.empty(size, numpy.uint8)
+    numpy.testing.assert_array_equal(
+        context.indexer_topk(*indexer_inputs, top_k=3, order="score", workspace=workspace), expected)
+    if size > 0:
+        with pytest.raises(dsa.DsaError) as failure:
+            context.indexer_topk(*indexer_inputs, top_k=3, workspace=workspace[:-1])
+        assert failure.value.code == dsa.Status.WORKSPACE_TOO_SMALL
+        assert failure.value.message.startswith("workspace")
+
+    workspace = numpy.empty(context.attention_workspace_size(4, 10, top_k=3), numpy.uint8)
+    out, lse, selected = context.attention(*indexer_inputs, p["q"], p["kv"], scale=0.25, d_v=8, top_k=3,
+                                           order="score", selected=True, workspace=workspace)
+    numpy.testing.assert_array_equal(selected, expected)
+    numpy.testing.assert_array_equal(out.view(numpy.uint16), expected_out.view(numpy.uint16))
+    numpy.testing.assert_array_equal(lse, expected_lse)
+
+
+def test_fused_decode_equals_its_parts(context, rng):
+    dim, heads, pages, d_qk = 16, 2, 2, 16
+    cache = numpy.zeros((pages, 64 * (dim + 4)), numpy.uint8)
+    # One sequence of 7 tokens in page 1 (block table [1, 0]).
+    context.indexer_cache_write((rng.standard_normal((7, dim)) * 2).astype(numpy.float32),
+                                numpy.arange(64, 71, dtype=numpy.int64), cache)
+    table, lens = numpy.array([[1, 0]], numpy.int32), numpy.array([7], numpy.int32)
+    index_q = random_codes(rng, (1, 2, heads, dim))
+    weights = rng.standard_normal((2, heads)).astype(numpy.float32)
+    q = rng.standard_normal((1, 2, 2, d_qk)).astype(BF16)
+    kv_cache = rng.standard_normal((pages, 64, d_qk)).astype(BF16)
+
+    logits = context.indexer_logits_paged(index_q, weights, cache, table, lens)
+    expected_indices = context.topk(logits, k=4, order="index")
+    expected_slots = context.topk(logits, block_table=table, k=4, order="index", page_size=64)
+    assert ((expected_slots >= 64) & (expected_slots < 71)).all()
+    indices, slots = context.indexer_topk_paged(index_q, weights, cache, table, lens, top_k=4, order="index",
+                                                slots=True)
+    numpy.testing.assert_array_equal(indices, expected_indices)
+    numpy.testing.assert_array_equal(slots, expected_slots)
+    assert context.indexer_topk_paged(index_q, weights, cache, table, lens, top_k=4, indices=False, slots=True)[0] is None
+
+    expected_out, expected_lse = context.sparse_attention_paged(q, kv_cache, expected_slots[None], scale=0.25, d_v=8)
+    out, lse = context.attention_paged(index_q, weights, cache, table, lens, q, kv_cache, scale=0.25, d_v=8, top_k=4,
+                                       order="index")
+    numpy.testing.assert_array_equal(out.view(numpy.uint16), expected_out.view(numpy.uint16))
+    numpy.testing.assert_array_equal(lse, expected_lse)
+
+
+def test_a_workspace_must_be_contiguous_and_on_the_context_device(context, rng):
+    from test_arrays import CudaArray
+
+    p = prefill_problem(rng)
+    indexer_inputs = [p[name] for name in ("index_q", "index_weights", "index_k", "index_k_scale", "ks", "ke")]
+    with pytest.raises(dsa.DsaError) as failure:
+        context.indexer_topk(*indexer_inputs, top_k=3, workspace=CudaArray((1 << 20,), code=1, bits=8))
+    assert failure.value.code == dsa.Status.DEVICE_MISMATCH and failure.value.message.startswith("workspace:")
+    with pytest.raises(dsa.DsaError) as failure:
+        context.indexer_topk(*indexer_inputs, top_k=3, workspace=numpy.empty(1 << 20, numpy.uint8)[::2])
+    assert failure.value.code == dsa.Status.LAYOUT_UNSUPPORTED and failure.value.message.startswith("workspace:")
