@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: build libdsa for the local GPU, run every test (GPU tests
-# included) and compute-sanitizer over the GPU tests; logs go under the folder given as $1.
+# included), compute-sanitizer over the GPU tests, and the GPU benchmarks beside PyTorch;
+# logs go under the folder given as $1.
 # Usage: bench/run_gpu.sh OUTPUT_DIR [--no-sanitizer]
 set -uo pipefail
 out=${1:?usage: bench/run_gpu.sh OUTPUT_DIR [--no-sanitizer]}
@@ -39,5 +40,9 @@ if [ "$sanitize" = 1 ] && command -v compute-sanitizer > /dev/null; then
       [ $rc -eq 0 ] || status=1
     done
   done
+fi
+# Benchmarks beside their PyTorch baselines, in this same run on this card.
+if python3 -c "import torch" 2> /dev/null; then
+  python3 "$root/bench/topk_gpu.py" "$build/libdsa.so" --json "$out/topk.json" 2>&1 | tee "$out/topk.txt" || status=1
 fi
 exit $status

@@ -325,8 +325,10 @@ DSA_API dsa_status_t dsa_topk_params_init(dsa_topk_params_t* params);
  *  DSA_STATUS_SHAPE_MISMATCH (ranks, row_starts/row_ends not [R], indices not [R, k], B not
  *  dividing R), DSA_STATUS_DTYPE_MISMATCH (scores not f32, others not int32),
  *  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps),
- *  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet;
- *  newer params fields), DSA_STATUS_OUT_OF_MEMORY. */
+ *  DSA_STATUS_UNSUPPORTED (newer params fields; on CUDA, DSA_TOPK_ORDER_SCORE with
+ *  min(k, N) > 16384), DSA_STATUS_CUDA_ERROR, DSA_STATUS_OUT_OF_MEMORY.
+ *  CUDA: one block per row, no workspace, no host synchronisation; the SET equals the CPU's
+ *  exactly; with DSA_TOPK_ORDER_UNSPECIFIED the CUDA order is ascending index. */
 DSA_API dsa_status_t dsa_topk(dsa_context_t* context, const dsa_topk_params_t* params,
                               const dsa_tensor_t* scores, const dsa_tensor_t* row_starts,
                               const dsa_tensor_t* row_ends, const dsa_tensor_t* block_table,

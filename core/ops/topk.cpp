@@ -96,10 +96,10 @@ Status topk(Context& context, const TopkConfig& config, const TensorView* scores
         cpu::topk(context, problem);
         return Status::success();
     }
-    (void)stream;
 #ifdef DSA_HAVE_CUDA
-    return {StatusCode::unsupported, "topk: the CUDA backend of this op is not implemented yet"};
+    return cuda::topk(context, problem, stream);
 #else
+    (void)stream;
     return cuda_not_built();
 #endif
 }

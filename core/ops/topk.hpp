@@ -125,6 +125,13 @@ void topk(Context& context, const TopkProblem& problem);
 
 }  // namespace cpu
 
+namespace cuda {
+// One block per row: radix select on the preference key, then an index-ordered pass that keeps
+// the ties at the threshold by smaller index. DSA_TOPK_ORDER_SCORE sorts in shared memory, up
+// to 16384 tokens per row (more is DSA_STATUS_UNSUPPORTED).
+Status topk(Context& context, const TopkProblem& problem, Stream stream);
+}  // namespace cuda
+
 namespace reference {
 // Scalar oracle for tests: a full sort of each window by the tie rule. For
 // TopkOrder::unspecified it writes ascending index order.
