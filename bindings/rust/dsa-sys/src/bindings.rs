@@ -774,8 +774,10 @@ extern "C" {
     #[doc = "  DSA_STATUS_SHAPE_MISMATCH (ranks, row_starts/row_ends not [R], indices not [R, k], B not"]
     #[doc = "  dividing R), DSA_STATUS_DTYPE_MISMATCH (scores not f32, others not int32),"]
     #[doc = "  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps),"]
-    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet;"]
-    #[doc = "  newer params fields), DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (newer params fields; on CUDA, DSA_TOPK_ORDER_SCORE with"]
+    #[doc = "  min(k, N) > 16384), DSA_STATUS_CUDA_ERROR, DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  CUDA: one block per row, no workspace, no host synchronisation; the SET equals the CPU's"]
+    #[doc = "  exactly; with DSA_TOPK_ORDER_UNSPECIFIED the CUDA order is ascending index."]
     pub fn dsa_topk(
         context: *mut dsa_context_t,
         params: *const dsa_topk_params_t,
