@@ -12,7 +12,9 @@ namespace dsa::cuda {
 namespace {
 
 constexpr int kThreads = 1024;
-constexpr int kItemsPerThread = 8;  // a scan tile covers kThreads * kItemsPerThread tokens
+constexpr int kWarps = kThreads / 32;
+constexpr int kItemsPerThread = 8;
+constexpr int kLoadsInFlight = 8;  // per thread in the histogram passes  // a scan tile covers kThreads * kItemsPerThread tokens
 constexpr int64_t kSortCapacity = 16384;  // DSA_TOPK_ORDER_SCORE sorts up to this many in shared memory
 
 struct TopkRows {
@@ -53,7 +55,7 @@ struct SelectState {
     unsigned int histogram[256];
     unsigned long long prefix;  // the key bits fixed so far
     long long remaining;        // how many of the keys matching the prefix are still needed
-    unsigned long long valid;   // non-forced keys that can be selected (not NaN)
+    bool select_all;            // every selectable key fits in k: no threshold
 };
 
 __device__ uint32_t key_at(const float* row, int64_t token) { return topk_preference_key(__ldg(row + token)); }
@@ -62,6 +64,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
     using BlockScan = cub::BlockScan<int, kThreads>;
     __shared__ typename BlockScan::TempStorage scan_storage;
     __shared__ SelectState state;
+    __shared__ unsigned int warp_histograms[kWarps][256];
     __shared__ long long running[2];  // equal keys taken so far, outputs written so far
 
     const int64_t row = blockIdx.x;
@@ -75,45 +78,63 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
     forced.local_begin = window.end - (p.n_local < length ? p.n_local : length);
     const int64_t need = p.k - forced.count(window);  // >= 0: n_sink + n_local <= k
 
-    // Count the selectable non-forced keys; if they all fit, the threshold is "any valid key".
-    if (threadIdx.x == 0) state.valid = 0;
-    __syncthreads();
-    unsigned long long local_valid = 0;
-    for (int64_t token = window.begin + threadIdx.x; token < window.end; token += kThreads)
-        local_valid += !forced.contains(token) && key_at(scores, token) != 0;
-    atomicAdd(&state.valid, local_valid);
+    // Radix select on the non-forced, non-NaN keys, 8 bits a pass from the top. Each warp
+    // counts into its own histogram (keys of similar magnitude share their top bits, and one
+    // shared histogram would serialise on a few bins), then the warps' counts are summed.
+    // The first pass also counts every selectable key: if they all fit, no threshold is needed.
     if (threadIdx.x == 0) {
         state.prefix = 0;
         state.remaining = need;
     }
-    __syncthreads();
-    uint32_t threshold = 1;  // keep keys >= threshold; ties at the threshold by index
-    const bool radix_select = static_cast<long long>(state.valid) > need;
-    if (radix_select) {
-        for (int shift = 24; shift >= 0; shift -= 8) {
-            for (int bin = threadIdx.x; bin < 256; bin += kThreads) state.histogram[bin] = 0;
-            __syncthreads();
-            const uint32_t prefix = static_cast<uint32_t>(state.prefix);
-            const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
-            for (int64_t token = window.begin + threadIdx.x; token < window.end; token += kThreads) {
-                if (forced.contains(token)) continue;
-                const uint32_t key = key_at(scores, token);
-                if (key != 0 && (key & high_mask) == prefix) atomicAdd(&state.histogram[(key >> shift) & 255u], 1u);
+    const int warp = threadIdx.x / 32;
+    bool radix_select = true;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = threadIdx.x; i < kWarps * 256; i += kThreads) (&warp_histograms[0][0])[i] = 0;
+        __syncthreads();
+        const uint32_t prefix = static_cast<uint32_t>(state.prefix);
+        const uint32_t high_mask = shift == 24 ? 0u : ~0u << (shift + 8);
+        // kLoadsInFlight independent loads per thread before any is used: one SM reads the
+        // whole row, so the pass is bound by how many loads are outstanding.
+        for (int64_t base = window.begin; base < window.end; base += kThreads * kLoadsInFlight) {
+            uint32_t keys[kLoadsInFlight];
+#pragma unroll
+            for (int i = 0; i < kLoadsInFlight; ++i) {
+                const int64_t token = base + i * kThreads + threadIdx.x;
+                keys[i] = token < window.end && !forced.contains(token) ? key_at(scores, token) : 0u;
             }
-            __syncthreads();
-            if (threadIdx.x == 0) {
-                // From the top bin down: the bin where the remaining count is reached.
-                long long remaining = state.remaining;
-                int bin = 255;
-                for (; bin > 0 && static_cast<long long>(state.histogram[bin]) < remaining; --bin)
-                    remaining -= state.histogram[bin];
-                state.remaining = remaining;
-                state.prefix = prefix | (static_cast<uint32_t>(bin) << shift);
-            }
-            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < kLoadsInFlight; ++i)
+                if (keys[i] != 0 && (keys[i] & high_mask) == prefix)
+                    atomicAdd(&warp_histograms[warp][(keys[i] >> shift) & 255u], 1u);
         }
-        threshold = static_cast<uint32_t>(state.prefix);
+        __syncthreads();
+        for (int bin = threadIdx.x; bin < 256; bin += kThreads) {
+            unsigned int total = 0;
+            for (int w = 0; w < kWarps; ++w) total += warp_histograms[w][bin];
+            state.histogram[bin] = total;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            if (shift == 24) {
+                long long valid = 0;
+                for (int bin = 0; bin < 256; ++bin) valid += state.histogram[bin];
+                state.select_all = valid <= need;
+            }
+            // From the top bin down: the bin where the remaining count is reached.
+            long long remaining = state.remaining;
+            int bin = 255;
+            for (; bin > 0 && static_cast<long long>(state.histogram[bin]) < remaining; --bin)
+                remaining -= state.histogram[bin];
+            state.remaining = remaining;
+            state.prefix = prefix | (static_cast<uint32_t>(bin) << shift);
+        }
+        __syncthreads();
+        if (state.select_all) {
+            radix_select = false;
+            break;
+        }
     }
+    const uint32_t threshold = static_cast<uint32_t>(state.prefix);  // ties at it are taken by index
     // Equal-to-threshold keys to take (in index order); with no radix select, every valid key.
     const long long equal_quota = radix_select ? state.remaining : 0;
     const uint32_t strict_threshold = radix_select ? threshold : 0;  // keys above this are always kept
