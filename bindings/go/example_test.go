@@ -8,7 +8,7 @@ import (
 	"libdsa/dsa"
 )
 
-// The snippet of bindings/README.md.
+// The Go snippet of the top-level README.md.
 func Example() {
 	context, err := dsa.NewContext(nil) // CPU, all cores
 	if err != nil {
