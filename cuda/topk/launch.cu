@@ -242,6 +242,8 @@ Status topk(Context& context, const TopkProblem& problem, Stream stream) {
         sort_bytes = static_cast<size_t>(size) * sizeof(unsigned long long);
     }
     if (problem.rows > 0x7fffffff) return {StatusCode::shape_mismatch, "scores: more than 2^31 - 1 rows"};
+    if (problem.n > 0x7fffffff)
+        return {StatusCode::shape_mismatch, "scores: rows longer than 2^31 - 1 tokens cannot be indexed by int32"};
     DeviceScope scope(context.device_id());
     DSA_TRY(scope.status());
     DSA_TRY(runtime_status(cudaFuncSetAttribute(topk_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
