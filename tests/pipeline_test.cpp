@@ -60,16 +60,6 @@ struct IndexerPrefill {
     }
 };
 
-dsa_topk_params_t topk_params(int32_t k, dsa_topk_order_t order, int32_t sink = 0, int32_t local = 0) {
-    dsa_topk_params_t params;
-    dsa_topk_params_init(&params);
-    params.k = k;
-    params.order = order;
-    params.n_sink = sink;
-    params.n_local = local;
-    return params;
-}
-
 }  // namespace
 
 TEST_CASE("indexer_topk equals indexer_logits + topk (several tiles, orders, hybrid, workspace)") {

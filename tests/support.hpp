@@ -80,6 +80,17 @@ inline std::vector<uint16_t> to_bf16(const std::vector<float>& values) {
     return result;
 }
 
+inline dsa_topk_params_t topk_params(int32_t k, dsa_topk_order_t order = DSA_TOPK_ORDER_UNSPECIFIED,
+                                     int32_t n_sink = 0, int32_t n_local = 0) {
+    dsa_topk_params_t params;
+    REQUIRE(dsa_topk_params_init(&params) == DSA_STATUS_SUCCESS);
+    params.k = k;
+    params.order = order;
+    params.n_sink = n_sink;
+    params.n_local = n_local;
+    return params;
+}
+
 // The status and message of a call that must fail: checks the code and that the message names
 // the argument.
 #define CHECK_FAILS_WITH(call, expected_status, argument_name)                                    \

@@ -15,17 +15,6 @@ constexpr int32_t kPoison = 0x7eadbeef;
 const float kNan = std::numeric_limits<float>::quiet_NaN();
 const float kInf = std::numeric_limits<float>::infinity();
 
-dsa_topk_params_t topk_params(int32_t k, dsa_topk_order_t order = DSA_TOPK_ORDER_UNSPECIFIED, int32_t n_sink = 0,
-                              int32_t n_local = 0) {
-    dsa_topk_params_t params;
-    REQUIRE(dsa_topk_params_init(&params) == DSA_STATUS_SUCCESS);
-    params.k = k;
-    params.order = order;
-    params.n_sink = n_sink;
-    params.n_local = n_local;
-    return params;
-}
-
 // Score distributions that stress different parts of the selection.
 enum class Distribution { uniform, few_levels, low_bits, relu_plateau, count };
 

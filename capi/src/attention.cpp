@@ -5,28 +5,12 @@
 
 using namespace dsa;
 
-namespace {
-
-// The three params structs of a pipeline call.
-Status read_pipeline_configs(const dsa_indexer_params_t* indexer_params, const dsa_topk_params_t* topk_params,
-                             const dsa_sparse_attention_params_t* attention_params, TopkConfig* topk,
-                             SparseAttentionConfig* attention) {
-    DSA_TRY(capi::read_indexer_params(indexer_params, "indexer_params"));
-    DSA_TRY(capi::read_topk_config(topk_params, "topk_params", topk));
-    return capi::read_sparse_attention_config(attention_params, "attention_params", attention);
-}
-
-}  // namespace
-
 extern "C" {
 
 dsa_status_t dsa_attention_workspace_size(const dsa_context_t* context, const dsa_topk_params_t* topk_params,
                                           int64_t num_queries, int64_t num_tokens, size_t* bytes) {
     return capi::guarded([&]() -> Status {
-        if (context == nullptr || !context->impl) return {StatusCode::invalid_argument, "context: is NULL"};
-        if (bytes == nullptr) return {StatusCode::invalid_argument, "bytes: is NULL"};
-        if (num_queries < 0 || num_tokens < 0)
-            return {StatusCode::invalid_argument, "num_queries, num_tokens: must be >= 0"};
+        DSA_TRY(capi::check_size_query(context, num_queries, num_tokens, bytes));
         TopkConfig topk;
         DSA_TRY(capi::read_topk_config(topk_params, "topk_params", &topk));
         DSA_TRY(validate_topk_config(topk));
@@ -43,13 +27,10 @@ dsa_status_t dsa_attention(dsa_context_t* context, const dsa_indexer_params_t* i
                            const dsa_tensor_t* out, const dsa_tensor_t* lse, const dsa_tensor_t* selected,
                            void* workspace, size_t workspace_bytes, dsa_stream_t stream) {
     return capi::guarded([&]() -> Status {
-        Context* ctx = nullptr;
-        DSA_TRY(capi::require_context(context, &ctx));
-        TopkConfig topk;
+        capi::FusedCall call;
+        DSA_TRY(capi::open_fused_call(context, indexer_params, topk_params, workspace, workspace_bytes, &call));
         SparseAttentionConfig config;
-        DSA_TRY(read_pipeline_configs(indexer_params, topk_params, attention_params, &topk, &config));
-        Workspace scratch;
-        DSA_TRY(capi::read_workspace(workspace, workspace_bytes, &scratch));
+        DSA_TRY(capi::read_sparse_attention_config(attention_params, "attention_params", &config));
         TensorView views[13];
         IndexerInputs indexer{capi::view_of(index_q, views[0]), capi::view_of(index_weights, views[1]),
                               capi::view_of(index_k, views[2]), capi::view_of(index_k_scale, views[3]),
@@ -57,7 +38,7 @@ dsa_status_t dsa_attention(dsa_context_t* context, const dsa_indexer_params_t* i
         AttentionInputs attention{capi::view_of(q, views[6]), capi::view_of(kv, views[7]),
                                   capi::view_of(attn_sink, views[8]), capi::view_of(out, views[9]),
                                   capi::view_of(lse, views[10])};
-        return dsa::attention(*ctx, topk, config, indexer, attention, capi::view_of(selected, views[11]), scratch,
+        return dsa::attention(*call.context, call.topk, config, indexer, attention, capi::view_of(selected, views[11]), call.workspace,
                               stream);
     });
 }
@@ -71,13 +52,10 @@ dsa_status_t dsa_attention_paged(dsa_context_t* context, const dsa_indexer_param
                                  const dsa_tensor_t* out, const dsa_tensor_t* lse, const dsa_tensor_t* selected,
                                  void* workspace, size_t workspace_bytes, dsa_stream_t stream) {
     return capi::guarded([&]() -> Status {
-        Context* ctx = nullptr;
-        DSA_TRY(capi::require_context(context, &ctx));
-        TopkConfig topk;
+        capi::FusedCall call;
+        DSA_TRY(capi::open_fused_call(context, indexer_params, topk_params, workspace, workspace_bytes, &call));
         SparseAttentionConfig config;
-        DSA_TRY(read_pipeline_configs(indexer_params, topk_params, attention_params, &topk, &config));
-        Workspace scratch;
-        DSA_TRY(capi::read_workspace(workspace, workspace_bytes, &scratch));
+        DSA_TRY(capi::read_sparse_attention_config(attention_params, "attention_params", &config));
         TensorView views[12];
         IndexerInputs indexer{capi::view_of(index_q, views[0]), capi::view_of(index_weights, views[1]),
                               nullptr, nullptr, nullptr, nullptr, capi::view_of(index_k_cache, views[2]),
@@ -85,7 +63,7 @@ dsa_status_t dsa_attention_paged(dsa_context_t* context, const dsa_indexer_param
         AttentionInputs attention{capi::view_of(q, views[5]), capi::view_of(kv_cache, views[6]),
                                   capi::view_of(attn_sink, views[7]), capi::view_of(out, views[8]),
                                   capi::view_of(lse, views[9])};
-        return attention_paged(*ctx, topk, config, indexer, attention, capi::view_of(selected, views[10]), scratch,
+        return attention_paged(*call.context, call.topk, config, indexer, attention, capi::view_of(selected, views[10]), call.workspace,
                                stream);
     });
 }

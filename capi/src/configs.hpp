@@ -18,4 +18,16 @@ Status read_indexer_params(const dsa_indexer_params_t* params, const char* name)
 // A caller's (workspace, workspace_bytes) pair; NULL data means "allocate for the call".
 Status read_workspace(void* data, size_t bytes, Workspace* workspace);
 
+// What every fused entry point (indexer + top-k, the one-call layer) reads first.
+struct FusedCall {
+    Context* context = nullptr;
+    TopkConfig topk;
+    Workspace workspace;
+};
+Status open_fused_call(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                       const dsa_topk_params_t* topk_params, void* workspace, size_t workspace_bytes,
+                       FusedCall* call);
+// The arguments every *_workspace_size query checks.
+Status check_size_query(const dsa_context_t* context, int64_t num_queries, int64_t num_tokens, const size_t* bytes);
+
 }  // namespace dsa::capi

@@ -13,15 +13,30 @@ Status capi::read_workspace(void* data, size_t bytes, Workspace* workspace) {
     return Status::success();
 }
 
+Status capi::open_fused_call(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
+                             const dsa_topk_params_t* topk_params, void* workspace, size_t workspace_bytes,
+                             FusedCall* call) {
+    DSA_TRY(capi::require_context(context, &call->context));
+    DSA_TRY(capi::read_indexer_params(indexer_params, "indexer_params"));
+    DSA_TRY(capi::read_topk_config(topk_params, "topk_params", &call->topk));
+    return capi::read_workspace(workspace, workspace_bytes, &call->workspace);
+}
+
+Status capi::check_size_query(const dsa_context_t* context, int64_t num_queries, int64_t num_tokens,
+                              const size_t* bytes) {
+    if (context == nullptr || !context->impl) return {StatusCode::invalid_argument, "context: is NULL"};
+    if (bytes == nullptr) return {StatusCode::invalid_argument, "bytes: is NULL"};
+    if (num_queries < 0 || num_tokens < 0)
+        return {StatusCode::invalid_argument, "num_queries, num_tokens: must be >= 0"};
+    return Status::success();
+}
+
 extern "C" {
 
 dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries, int64_t num_tokens,
                                              size_t* bytes) {
     return capi::guarded([&]() -> Status {
-        if (context == nullptr || !context->impl) return {StatusCode::invalid_argument, "context: is NULL"};
-        if (bytes == nullptr) return {StatusCode::invalid_argument, "bytes: is NULL"};
-        if (num_queries < 0 || num_tokens < 0)
-            return {StatusCode::invalid_argument, "num_queries, num_tokens: must be >= 0"};
+        DSA_TRY(capi::check_size_query(context, num_queries, num_tokens, bytes));
         *bytes = static_cast<size_t>(indexer_topk_workspace_bytes(*context->impl, num_queries, num_tokens));
         return Status::success();
     });
@@ -33,17 +48,12 @@ dsa_status_t dsa_indexer_topk(dsa_context_t* context, const dsa_indexer_params_t
                               const dsa_tensor_t* ke, const dsa_tensor_t* indices, void* workspace,
                               size_t workspace_bytes, dsa_stream_t stream) {
     return capi::guarded([&]() -> Status {
-        Context* ctx = nullptr;
-        DSA_TRY(capi::require_context(context, &ctx));
-        DSA_TRY(capi::read_indexer_params(indexer_params, "indexer_params"));
-        TopkConfig config;
-        DSA_TRY(capi::read_topk_config(topk_params, "topk_params", &config));
-        Workspace scratch;
-        DSA_TRY(capi::read_workspace(workspace, workspace_bytes, &scratch));
+        capi::FusedCall call;
+        DSA_TRY(capi::open_fused_call(context, indexer_params, topk_params, workspace, workspace_bytes, &call));
         TensorView q_view, weights_view, k_view, scale_view, ks_view, ke_view, indices_view;
-        return indexer_topk(*ctx, config, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
+        return indexer_topk(*call.context, call.topk, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
                             capi::view_of(k, k_view), capi::view_of(k_scale, scale_view), capi::view_of(ks, ks_view),
-                            capi::view_of(ke, ke_view), capi::view_of(indices, indices_view), scratch, stream);
+                            capi::view_of(ke, ke_view), capi::view_of(indices, indices_view), call.workspace, stream);
     });
 }
 
@@ -54,18 +64,13 @@ dsa_status_t dsa_indexer_topk_paged(dsa_context_t* context, const dsa_indexer_pa
                                     const dsa_tensor_t* indices, const dsa_tensor_t* slots, void* workspace,
                                     size_t workspace_bytes, dsa_stream_t stream) {
     return capi::guarded([&]() -> Status {
-        Context* ctx = nullptr;
-        DSA_TRY(capi::require_context(context, &ctx));
-        DSA_TRY(capi::read_indexer_params(indexer_params, "indexer_params"));
-        TopkConfig config;
-        DSA_TRY(capi::read_topk_config(topk_params, "topk_params", &config));
-        Workspace scratch;
-        DSA_TRY(capi::read_workspace(workspace, workspace_bytes, &scratch));
+        capi::FusedCall call;
+        DSA_TRY(capi::open_fused_call(context, indexer_params, topk_params, workspace, workspace_bytes, &call));
         TensorView q_view, weights_view, cache_view, table_view, lens_view, indices_view, slots_view;
-        return indexer_topk_paged(*ctx, config, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
+        return indexer_topk_paged(*call.context, call.topk, capi::view_of(q, q_view), capi::view_of(weights, weights_view),
                                   capi::view_of(k_cache, cache_view), capi::view_of(block_table, table_view),
                                   capi::view_of(context_lens, lens_view), capi::view_of(indices, indices_view),
-                                  capi::view_of(slots, slots_view), scratch, stream);
+                                  capi::view_of(slots, slots_view), call.workspace, stream);
     });
 }
 

@@ -66,16 +66,6 @@ std::vector<int32_t> row_sets(std::vector<int32_t> indices, int64_t k) {
     return indices;
 }
 
-dsa_topk_params_t params_of(int32_t k, dsa_topk_order_t order, int32_t sink = 0, int32_t local = 0) {
-    dsa_topk_params_t params;
-    dsa_topk_params_init(&params);
-    params.k = k;
-    params.order = order;
-    params.n_sink = sink;
-    params.n_local = local;
-    return params;
-}
-
 }  // namespace
 
 TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders") {
@@ -86,7 +76,7 @@ TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders") {
                     const int64_t rows = n > 4099 ? 6 : 24;
                     CAPTURE(static_cast<int>(pattern)); CAPTURE(n); CAPTURE(k); CAPTURE(order);
                     const std::vector<float> scores = scores_for(pattern, rows * n, static_cast<uint32_t>(n + k));
-                    const auto [cpu, gpu] = both(scores, rows, n, params_of(k, order), nullptr, nullptr, nullptr, 0);
+                    const auto [cpu, gpu] = both(scores, rows, n, topk_params(k, order), nullptr, nullptr, nullptr, 0);
                     if (order == DSA_TOPK_ORDER_UNSPECIFIED)
                         CHECK(row_sets(cpu, k) == row_sets(gpu, k));
                     else
@@ -112,7 +102,7 @@ TEST_CASE("CUDA topk: ragged and clamped windows, hybrid sink/local, block-table
     table[160] = -4;
     for (dsa_topk_order_t order : {DSA_TOPK_ORDER_UNSPECIFIED, DSA_TOPK_ORDER_SCORE, DSA_TOPK_ORDER_INDEX}) {
         CAPTURE(order);
-        const dsa_topk_params_t params = params_of(256, order, 8, 32);
+        const dsa_topk_params_t params = topk_params(256, order, 8, 32);
         auto [cpu, gpu] = both(scores, rows, n, params, &starts, &ends, nullptr, 0);
         CHECK(row_sets(cpu, params.k) == row_sets(gpu, params.k));
         if (order != DSA_TOPK_ORDER_UNSPECIFIED) CHECK(cpu == gpu);
@@ -125,7 +115,7 @@ TEST_CASE("CUDA topk: ragged and clamped windows, hybrid sink/local, block-table
 TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical") {
     const int64_t rows = 70000, n = 40;
     const std::vector<float> scores = scores_for(Pattern::few_levels, rows * n, 9);
-    const dsa_topk_params_t params = params_of(48, DSA_TOPK_ORDER_SCORE);
+    const dsa_topk_params_t params = topk_params(48, DSA_TOPK_ORDER_SCORE);
     auto [cpu, gpu] = both(scores, rows, n, params, nullptr, nullptr, nullptr, 0);
     CHECK(cpu == gpu);
     auto [cpu_again, gpu_again] = both(scores, rows, n, params, nullptr, nullptr, nullptr, 0);
@@ -140,9 +130,9 @@ TEST_CASE("CUDA topk: score order beyond the shared-memory sort is refused with 
     DeviceBuffer<int32_t> out_dev(std::vector<int32_t>(k, 0));
     dsa_tensor_t scores_d = on_device(view(scores.data(), {1, n}, DSA_DTYPE_F32), scores_dev.data);
     dsa_tensor_t out_d = on_device(view(scores.data(), {1, k}, DSA_DTYPE_I32), out_dev.data);
-    const dsa_topk_params_t sorted = params_of(static_cast<int32_t>(k), DSA_TOPK_ORDER_SCORE);
+    const dsa_topk_params_t sorted = topk_params(static_cast<int32_t>(k), DSA_TOPK_ORDER_SCORE);
     CHECK_FAILS_WITH(dsa_topk(gpu, &sorted, &scores_d, nullptr, nullptr, nullptr, &out_d, nullptr),
                      DSA_STATUS_UNSUPPORTED, "order");
-    const dsa_topk_params_t by_index = params_of(static_cast<int32_t>(k), DSA_TOPK_ORDER_INDEX);
+    const dsa_topk_params_t by_index = topk_params(static_cast<int32_t>(k), DSA_TOPK_ORDER_INDEX);
     CHECK(dsa_topk(gpu, &by_index, &scores_d, nullptr, nullptr, nullptr, &out_d, nullptr) == DSA_STATUS_SUCCESS);
 }
