@@ -624,6 +624,88 @@ DSA_API dsa_status_t dsa_attention_paged(dsa_context_t* context, const dsa_index
 
 /* (end of the pipeline section) */
 
+/* ------------------------------------------------------------------------------------------ */
+/* Training: the indexer distillation loss (DSA_SPEC section 8.1)                             */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Which token set each query row's teacher and student distributions live on. */
+typedef uint32_t dsa_indexer_loss_mode_t;
+/** Dense warm-up: every token of the row's window [ks[t], ke[t]). */
+#define DSA_INDEXER_LOSS_DENSE 0
+/** Sparse stage: the row's selected tokens (indices[t, :] inside the window), renormalised. */
+#define DSA_INDEXER_LOSS_SPARSE 1
+
+/** Parameters of dsa_indexer_loss. */
+typedef struct dsa_indexer_loss_params {
+    uint32_t struct_size;         /**< sizeof(dsa_indexer_loss_params_t) */
+    dsa_indexer_loss_mode_t mode; /**< default DSA_INDEXER_LOSS_DENSE */
+    float coeff;                  /**< loss weight; default 1; finite */
+    float teacher_scale;          /**< softmax scale of the teacher's q.k (teacher given as q/k);
+                                       default 0, which is rejected when teacher_q is passed; any
+                                       finite non-zero value. Ignored for teacher_probs. */
+} dsa_indexer_loss_params_t;
+
+/** Fills *params with the defaults above. Returns DSA_STATUS_INVALID_ARGUMENT if params is
+ *  NULL. */
+DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* params);
+
+/** Indexer distillation loss, forward and backward in one call (DSA_SPEC section 8.1).
+ *  Student (unquantised, f32 arithmetic):
+ *      u[t,h,s] = index_q[t,h,:] . index_k[s,:],   I[t,s] = sum_h weights[t,h] * ReLU(u[t,h,s]),
+ *      pi[t,:]  = softmax of I[t,:] over the row's set.
+ *  Set of row t: DENSE mode, every s in the window [ks[t], ke[t]) (clamped to [0, S]); SPARSE
+ *  mode, the entries of indices[t, :] that lie in the window (-1 and other out-of-window entries
+ *  are ignored; an index listed twice counts twice, as in dsa_sparse_attention).
+ *  Teacher p[t,:] (detached: no gradient flows into it), given in one of two forms:
+ *    - teacher_q [T, H_q, d] and teacher_k [S, d] (MQA) or [S, H_kv, d] with H_q % H_kv == 0
+ *      (head h uses kv head h / (H_q / H_kv)): p[t,s] = (1/H_q) sum_h softmax_s(teacher_scale *
+ *      teacher_q[t,h,:] . teacher_k[s,(h),:]) over the row's set, rebuilt tile by tile (never
+ *      [T, S] per head);
+ *    - teacher_probs f32 [T, S]: restricted to the row's set and renormalised there.
+ *  Loss: row_loss[t] = KL(p[t,:] || pi[t,:]) in nats (0 log 0 = 0); a row is ACTIVE when its set is
+ *  non-empty and its teacher mass is positive and finite; loss = coeff * (sum of row_loss over
+ *  active rows) / (number of active rows), 0 when no row is active. Inactive rows get row_loss 0
+ *  and zero gradients.
+ *  Gradients of loss (overwritten, never accumulated), with g[t,s] = coeff / N_active *
+ *  (pi[t,s] - p[t,s]) on active rows:
+ *      d_weights[t,h] = sum_s g[t,s] ReLU(u[t,h,s]),   G[t,h,s] = g[t,s] weights[t,h] [u[t,h,s] > 0],
+ *      d_index_q[t,h,:] = sum_s G[t,h,s] index_k[s,:],  d_index_k[s,:] = sum_{t,h} G[t,h,s] index_q[t,h,:].
+ *
+ *  index_q   f32 or bf16 [T, H_I, D_I], last dimension contiguous.
+ *  index_k   f32 or bf16 [S, D_I], last dimension contiguous.
+ *  weights   f32 or bf16 [T, H_I], any strides.
+ *  ks, ke    i32 [T], any stride: window of each row (causal prefill from 0: ks = 0, ke = t + 1).
+ *  indices   i32 [T, k], last dimension contiguous: SPARSE mode only (must be NULL in DENSE).
+ *  teacher_q, teacher_k: f32 or bf16 as above, last dimension contiguous; or both NULL and
+ *            teacher_probs f32 [T, S], last dimension contiguous. Exactly one form.
+ *  loss      f32 [] or [1] output, or NULL.     row_loss  f32 [T] output, or NULL.
+ *  d_index_q f32 [T, H_I, D_I], d_index_k f32 [S, D_I], d_weights f32 [T, H_I]: outputs, each
+ *            may be NULL (not computed), last dimension contiguous; outputs must not overlap
+ *            each other or any input.
+ *  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread
+ *  count. params may be NULL only with teacher_probs (teacher_scale has no default).
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params, teacher
+ *  given in both or neither form, indices given in DENSE mode or missing in SPARSE mode),
+ *  DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,
+ *  DSA_STATUS_LAYOUT_UNSUPPORTED, DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet;
+ *  newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the argument. */
+DSA_API dsa_status_t dsa_indexer_loss(dsa_context_t* context, const dsa_indexer_loss_params_t* params,
+                                      const dsa_tensor_t* index_q, const dsa_tensor_t* index_k,
+                                      const dsa_tensor_t* weights, const dsa_tensor_t* ks, const dsa_tensor_t* ke,
+                                      const dsa_tensor_t* indices, const dsa_tensor_t* teacher_q,
+                                      const dsa_tensor_t* teacher_k, const dsa_tensor_t* teacher_probs,
+                                      const dsa_tensor_t* loss, const dsa_tensor_t* row_loss,
+                                      const dsa_tensor_t* d_index_q, const dsa_tensor_t* d_index_k,
+                                      const dsa_tensor_t* d_weights, dsa_stream_t stream);
+
+/* (end of the indexer loss section) */
+
+/* ------------------------------------------------------------------------------------------ */
+/* Training: sparse attention backward (DSA_SPEC section 8.2)                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+/* (end of the sparse attention backward section) */
+
 #ifdef __cplusplus
 }
 #endif
