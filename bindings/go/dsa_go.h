@@ -282,4 +282,29 @@ static inline dsa_status_t dsa_go_attention_paged(dsa_context_t* context, const 
                                               (dsa_stream_t)stream), message);
 }
 
+static inline dsa_status_t dsa_go_indexer_loss(dsa_context_t* context, const dsa_indexer_loss_params_t* params,
+                                               const dsa_tensor_t* index_q, void* index_q_data,
+                                               const dsa_tensor_t* index_k, void* index_k_data,
+                                               const dsa_tensor_t* weights, void* weights_data, const dsa_tensor_t* ks,
+                                               void* ks_data, const dsa_tensor_t* ke, void* ke_data,
+                                               const dsa_tensor_t* indices, void* indices_data,
+                                               const dsa_tensor_t* teacher_q, void* teacher_q_data,
+                                               const dsa_tensor_t* teacher_k, void* teacher_k_data,
+                                               const dsa_tensor_t* teacher_probs, void* teacher_probs_data,
+                                               const dsa_tensor_t* loss, void* loss_data, const dsa_tensor_t* row_loss,
+                                               void* row_loss_data, const dsa_tensor_t* d_index_q,
+                                               void* d_index_q_data, const dsa_tensor_t* d_index_k,
+                                               void* d_index_k_data, const dsa_tensor_t* d_weights,
+                                               void* d_weights_data, uintptr_t stream, char** message) {
+    dsa_tensor_t index_q_storage, index_k_storage, weights_storage, ks_storage, ke_storage, indices_storage,
+        teacher_q_storage, teacher_k_storage, teacher_probs_storage, loss_storage, row_loss_storage,
+        d_index_q_storage, d_index_k_storage, d_weights_storage;
+    return dsa_go_checked(dsa_indexer_loss(context, params, DSA_GO_TENSOR(index_q), DSA_GO_TENSOR(index_k),
+                                           DSA_GO_TENSOR(weights), DSA_GO_TENSOR(ks), DSA_GO_TENSOR(ke),
+                                           DSA_GO_TENSOR(indices), DSA_GO_TENSOR(teacher_q), DSA_GO_TENSOR(teacher_k),
+                                           DSA_GO_TENSOR(teacher_probs), DSA_GO_TENSOR(loss), DSA_GO_TENSOR(row_loss),
+                                           DSA_GO_TENSOR(d_index_q), DSA_GO_TENSOR(d_index_k),
+                                           DSA_GO_TENSOR(d_weights), (dsa_stream_t)stream), message);
+}
+
 #endif

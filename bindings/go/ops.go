@@ -165,6 +165,49 @@ func (p *SparseAttentionParams) toC() *C.dsa_sparse_attention_params_t {
 	return &raw
 }
 
+// IndexerLossMode is which token set the distributions of IndexerLoss live on
+// (DSA_INDEXER_LOSS_*).
+type IndexerLossMode uint32
+
+const (
+	// IndexerLossDense is the dense warm-up: every token of the row's window.
+	IndexerLossDense IndexerLossMode = C.DSA_INDEXER_LOSS_DENSE
+	// IndexerLossSparse is the sparse stage: the row's selected tokens inside the window,
+	// renormalised.
+	IndexerLossSparse IndexerLossMode = C.DSA_INDEXER_LOSS_SPARSE
+)
+
+// IndexerLossParams are the parameters of IndexerLoss (dsa_indexer_loss_params_t); nil means
+// the defaults, which only serve a teacher given as probabilities (TeacherScale has no default).
+type IndexerLossParams struct {
+	Mode  IndexerLossMode // default IndexerLossDense
+	Coeff float32         // loss weight (default 1; finite)
+	// TeacherScale is the softmax scale of the teacher's q.k, required with teacherQ (the default
+	// 0 is rejected); ignored with teacherProbs.
+	TeacherScale float32
+}
+
+// DefaultIndexerLossParams are the library's defaults (TeacherScale 0 must be replaced when the
+// teacher is given as q and k).
+func DefaultIndexerLossParams() IndexerLossParams {
+	var raw C.dsa_indexer_loss_params_t
+	C.dsa_indexer_loss_params_init(&raw)
+	return IndexerLossParams{Mode: IndexerLossMode(raw.mode), Coeff: float32(raw.coeff),
+		TeacherScale: float32(raw.teacher_scale)}
+}
+
+func (p *IndexerLossParams) toC() *C.dsa_indexer_loss_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_indexer_loss_params_t
+	C.dsa_indexer_loss_params_init(&raw)
+	raw.mode = C.dsa_indexer_loss_mode_t(p.Mode)
+	raw.coeff = C.float(p.Coeff)
+	raw.teacher_scale = C.float(p.TeacherScale)
+	return &raw
+}
+
 // QuantizeFP8 quantises x [..., N] (f32, bf16 or f16) to e4m3 codes q [..., N] (FP8E4M3 or U8)
 // and f32 scales [..., N/GroupSize] (dsa_quantize_fp8; dsa.h has the layouts and statuses).
 func (c *Context) QuantizeFP8(params *QuantizeFP8Params, x, q, scales *Tensor, stream Stream) error {
@@ -514,5 +557,37 @@ func (c *Context) AttentionPaged(indexerParams *IndexerParams, topkParams *TopkP
 		selectedData, workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(workspace)
+	return check(status, message)
+}
+
+// IndexerLoss is the indexer distillation loss, forward and backward (dsa_indexer_loss): the KL
+// divergence of the student softmax over I = sum_h w_h ReLU(indexQ . indexK) from the teacher
+// (the head mean of softmax(TeacherScale * teacherQ . teacherK), or teacherProbs renormalised),
+// per row over its window (dense) or its in-window indices (sparse), and the gradients of
+// loss = Coeff * mean over active rows. Pass teacherQ and teacherK, or teacherProbs (the others
+// nil); indices is nil in dense mode; each output may be nil. dsa.h has shapes and statuses.
+func (c *Context) IndexerLoss(params *IndexerLossParams, indexQ, indexK, weights, ks, ke, indices, teacherQ,
+	teacherK, teacherProbs, loss, rowLoss, dIndexQ, dIndexK, dWeights *Tensor, stream Stream) error {
+	indexQLayout, indexQData := indexQ.parts()
+	indexKLayout, indexKData := indexK.parts()
+	weightsLayout, weightsData := weights.parts()
+	ksLayout, ksData := ks.parts()
+	keLayout, keData := ke.parts()
+	indicesLayout, indicesData := indices.parts()
+	teacherQLayout, teacherQData := teacherQ.parts()
+	teacherKLayout, teacherKData := teacherK.parts()
+	teacherProbsLayout, teacherProbsData := teacherProbs.parts()
+	lossLayout, lossData := loss.parts()
+	rowLossLayout, rowLossData := rowLoss.parts()
+	dIndexQLayout, dIndexQData := dIndexQ.parts()
+	dIndexKLayout, dIndexKData := dIndexK.parts()
+	dWeightsLayout, dWeightsData := dWeights.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_loss(c.raw, params.toC(), indexQLayout, indexQData, indexKLayout, indexKData,
+		weightsLayout, weightsData, ksLayout, ksData, keLayout, keData, indicesLayout, indicesData, teacherQLayout,
+		teacherQData, teacherKLayout, teacherKData, teacherProbsLayout, teacherProbsData, lossLayout, lossData,
+		rowLossLayout, rowLossData, dIndexQLayout, dIndexQData, dIndexKLayout, dIndexKData, dWeightsLayout,
+		dWeightsData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
 	return check(status, message)
 }

@@ -655,17 +655,22 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *      pi[t,:]  = softmax of I[t,:] over the row's set.
  *  Set of row t: DENSE mode, every s in the window [ks[t], ke[t]) (clamped to [0, S]); SPARSE
  *  mode, the entries of indices[t, :] that lie in the window (-1 and other out-of-window entries
- *  are ignored; an index listed twice counts twice, as in dsa_sparse_attention).
+ *  are ignored; an index listed twice counts twice, as in dsa_sparse_attention: both
+ *  distributions live on the set's entries).
  *  Teacher p[t,:] (detached: no gradient flows into it), given in one of two forms:
  *    - teacher_q [T, H_q, d] and teacher_k [S, d] (MQA) or [S, H_kv, d] with H_q % H_kv == 0
  *      (head h uses kv head h / (H_q / H_kv)): p[t,s] = (1/H_q) sum_h softmax_s(teacher_scale *
  *      teacher_q[t,h,:] . teacher_k[s,(h),:]) over the row's set, rebuilt tile by tile (never
- *      [T, S] per head);
- *    - teacher_probs f32 [T, S]: restricted to the row's set and renormalised there.
+ *      [T, S] per head: each row is scored twice, once for the softmax normalisers, once for p);
+ *    - teacher_probs f32 [T, S]: restricted to the row's set and renormalised there (entries
+ *      outside the set are never read).
  *  Loss: row_loss[t] = KL(p[t,:] || pi[t,:]) in nats (0 log 0 = 0); a row is ACTIVE when its set is
- *  non-empty and its teacher mass is positive and finite; loss = coeff * (sum of row_loss over
- *  active rows) / (number of active rows), 0 when no row is active. Inactive rows get row_loss 0
- *  and zero gradients.
+ *  non-empty and its teacher mass is positive and finite: with teacher_probs, every entry of the
+ *  set is >= 0 (not NaN) and their sum is > 0 and finite; with teacher_q / teacher_k, every
+ *  head's log-sum-exp over the set is finite. loss = coeff * (sum of row_loss over active rows) /
+ *  (number of active rows), 0 when no row is active (row losses are summed in f64). Inactive rows
+ *  get row_loss 0 and zero gradients. Non-finite student inputs give non-finite results in
+ *  their rows, never an error.
  *  Gradients of loss (overwritten, never accumulated), with g[t,s] = coeff / N_active *
  *  (pi[t,s] - p[t,s]) on active rows:
  *      d_weights[t,h] = sum_s g[t,s] ReLU(u[t,h,s]),   G[t,h,s] = g[t,s] weights[t,h] [u[t,h,s] > 0],
@@ -675,20 +680,29 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *  index_k   f32 or bf16 [S, D_I], last dimension contiguous.
  *  weights   f32 or bf16 [T, H_I], any strides.
  *  ks, ke    i32 [T], any stride: window of each row (causal prefill from 0: ks = 0, ke = t + 1).
- *  indices   i32 [T, k], last dimension contiguous: SPARSE mode only (must be NULL in DENSE).
+ *            They are data: clamped, never rejected; start >= end is an empty set.
+ *  indices   i32 [T, k] (k >= 0), last dimension contiguous: SPARSE mode only (must be NULL in
+ *            DENSE). Out-of-range values are ignored, never read through.
  *  teacher_q, teacher_k: f32 or bf16 as above, last dimension contiguous; or both NULL and
- *            teacher_probs f32 [T, S], last dimension contiguous. Exactly one form.
- *  loss      f32 [] or [1] output, or NULL.     row_loss  f32 [T] output, or NULL.
+ *            teacher_probs f32 [T, S], last dimension contiguous. Exactly one form. Each of the
+ *            five float inputs may have its own dtype.
+ *  loss      f32 [] or [1] output, or NULL.     row_loss  f32 [T] output (any stride), or NULL.
  *  d_index_q f32 [T, H_I, D_I], d_index_k f32 [S, D_I], d_weights f32 [T, H_I]: outputs, each
  *            may be NULL (not computed), last dimension contiguous; outputs must not overlap
- *            each other or any input.
+ *            each other or any input. With every output NULL the call validates and returns.
  *  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread
- *  count. params may be NULL only with teacher_probs (teacher_scale has no default).
- *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params, teacher
- *  given in both or neither form, indices given in DENSE mode or missing in SPARSE mode),
- *  DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,
- *  DSA_STATUS_LAYOUT_UNSUPPORTED, DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet;
- *  newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the argument. */
+ *  count; the call allocates host scratch of about max(32 MiB, 4 * D_I * (the longest set)) bytes
+ *  for the d_index_k reduction, plus O(T + S). params may be NULL only with teacher_probs
+ *  (teacher_scale has no default).
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown
+ *  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;
+ *  teacher given in both or neither form, or only half of teacher_q / teacher_k; indices given
+ *  in DENSE mode or missing in SPARSE mode), DSA_STATUS_SHAPE_MISMATCH (ranks, extents that
+ *  disagree, H_I, D_I, H_q, d or H_kv of 0, H_kv not dividing H_q), DSA_STATUS_DTYPE_MISMATCH,
+ *  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlapping
+ *  outputs), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not
+ *  implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the
+ *  argument. */
 DSA_API dsa_status_t dsa_indexer_loss(dsa_context_t* context, const dsa_indexer_loss_params_t* params,
                                       const dsa_tensor_t* index_q, const dsa_tensor_t* index_k,
                                       const dsa_tensor_t* weights, const dsa_tensor_t* ks, const dsa_tensor_t* ke,

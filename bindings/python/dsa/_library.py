@@ -64,6 +64,13 @@ class TopkOrder(enum.IntEnum):
     INDEX = 2
 
 
+class IndexerLossMode(enum.IntEnum):
+    """Which token set the distributions of Context.indexer_loss live on (DSA_INDEXER_LOSS_*)."""
+
+    DENSE = 0
+    SPARSE = 1
+
+
 class Tensor(ctypes.Structure):
     _fields_ = [
         ("data", c_void_p),
@@ -126,6 +133,15 @@ class SparseAttentionParams(ctypes.Structure):
     ]
 
 
+class IndexerLossParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("mode", c_uint32),
+        ("coeff", c_float),
+        ("teacher_scale", c_float),
+    ]
+
+
 #: Every struct of dsa.h by its C tag (the layout test compares them with the C compiler's).
 STRUCTS = {
     "dsa_tensor": Tensor,
@@ -135,6 +151,7 @@ STRUCTS = {
     "dsa_topk_params": TopkParams,
     "dsa_indexer_params": IndexerParams,
     "dsa_sparse_attention_params": SparseAttentionParams,
+    "dsa_indexer_loss_params": IndexerLossParams,
 }
 
 _status = c_int32
@@ -205,6 +222,8 @@ PROTOTYPES = {
         [_context, POINTER(IndexerParams), POINTER(TopkParams), POINTER(SparseAttentionParams), _tensor, _tensor,
          _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, c_void_p, c_size_t, _stream],
     ),
+    "dsa_indexer_loss_params_init": (_status, [POINTER(IndexerLossParams)]),
+    "dsa_indexer_loss": (_status, [_context, POINTER(IndexerLossParams)] + [_tensor] * 14 + [_stream]),
 }
 
 

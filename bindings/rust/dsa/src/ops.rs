@@ -220,6 +220,44 @@ params! {
     }
 }
 
+/// Which token set the distributions of [`Context::indexer_loss`] live on
+/// (`DSA_INDEXER_LOSS_*`).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IndexerLossMode(pub u32);
+
+impl IndexerLossMode {
+    /// Dense warm-up: every token of the row's window.
+    pub const DENSE: IndexerLossMode = IndexerLossMode(sys::DSA_INDEXER_LOSS_DENSE as u32);
+    /// Sparse stage: the row's selected tokens inside the window, renormalised.
+    pub const SPARSE: IndexerLossMode = IndexerLossMode(sys::DSA_INDEXER_LOSS_SPARSE as u32);
+}
+
+impl From<u32> for IndexerLossMode {
+    fn from(code: u32) -> IndexerLossMode {
+        IndexerLossMode(code)
+    }
+}
+
+impl From<IndexerLossMode> for u32 {
+    fn from(mode: IndexerLossMode) -> u32 {
+        mode.0
+    }
+}
+
+params! {
+    /// Parameters of [`Context::indexer_loss`] (`dsa_indexer_loss_params_t`).
+    IndexerLossParams = dsa_indexer_loss_params_t, dsa_indexer_loss_params_init {
+        /// The token sets (default [`IndexerLossMode::DENSE`]).
+        mode: IndexerLossMode,
+        /// Loss weight (default 1; finite).
+        coeff: f32,
+        /// Softmax scale of the teacher's q.k, required with `teacher_q` (the default 0 is
+        /// rejected); ignored with `teacher_probs`.
+        teacher_scale: f32,
+    }
+}
+
 impl Context {
     /// FP8 block quantisation (`dsa_quantize_fp8`): x [..., N] (f32, bf16 or f16) to e4m3 codes
     /// q [..., N] (Fp8E4M3 or u8) and f32 scales [..., N / group_size]. `None` params are the
@@ -687,6 +725,57 @@ impl Context {
                 optional_mut(selected),
                 workspace,
                 workspace_bytes,
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// Indexer distillation loss, forward and backward (`dsa_indexer_loss`): the KL divergence
+    /// of the student softmax over I = sum_h w_h ReLU(index_q . index_k) from the teacher (the
+    /// head mean of softmax(teacher_scale * teacher_q . teacher_k), or `teacher_probs`
+    /// renormalised), per row over its window (DENSE) or its in-window `indices` (SPARSE), and
+    /// the gradients of loss = coeff * mean over active rows. Pass the teacher as `teacher_q`
+    /// and `teacher_k`, or as `teacher_probs`; every output is optional. See dsa.h for shapes,
+    /// inactive rows and statuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn indexer_loss(
+        &self,
+        params: Option<&IndexerLossParams>,
+        index_q: &TensorView,
+        index_k: &TensorView,
+        weights: &TensorView,
+        ks: &TensorView,
+        ke: &TensorView,
+        indices: Option<&TensorView>,
+        teacher_q: Option<&TensorView>,
+        teacher_k: Option<&TensorView>,
+        teacher_probs: Option<&TensorView>,
+        loss: Option<&mut TensorViewMut>,
+        row_loss: Option<&mut TensorViewMut>,
+        d_index_q: Option<&mut TensorViewMut>,
+        d_index_k: Option<&mut TensorViewMut>,
+        d_weights: Option<&mut TensorViewMut>,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(params);
+        Error::check(unsafe {
+            sys::dsa_indexer_loss(
+                self.as_raw(),
+                params.as_ptr(),
+                index_q.as_raw(),
+                index_k.as_raw(),
+                weights.as_raw(),
+                ks.as_raw(),
+                ke.as_raw(),
+                optional(indices),
+                optional(teacher_q),
+                optional(teacher_k),
+                optional(teacher_probs),
+                optional_mut(loss),
+                optional_mut(row_loss),
+                optional_mut(d_index_q),
+                optional_mut(d_index_k),
+                optional_mut(d_weights),
                 stream.as_raw(),
             )
         })
