@@ -258,6 +258,43 @@ params! {
     }
 }
 
+/// How [`Context::sparse_attention_backward`] reduces dkv (`DSA_SPARSE_ATTENTION_BACKWARD_*`).
+#[repr(transparent)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SparseAttentionBackwardMode(pub u32);
+
+impl SparseAttentionBackwardMode {
+    /// Bitwise reproducible run to run (and, on the CPU, for any thread count); the default.
+    pub const DETERMINISTIC: SparseAttentionBackwardMode =
+        SparseAttentionBackwardMode(sys::DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC as u32);
+    /// The fastest reduction (f32 atomics on CUDA); on the CPU the same as `DETERMINISTIC`.
+    pub const FAST: SparseAttentionBackwardMode = SparseAttentionBackwardMode(sys::DSA_SPARSE_ATTENTION_BACKWARD_FAST as u32);
+}
+
+impl From<u32> for SparseAttentionBackwardMode {
+    fn from(code: u32) -> SparseAttentionBackwardMode {
+        SparseAttentionBackwardMode(code)
+    }
+}
+
+impl From<SparseAttentionBackwardMode> for u32 {
+    fn from(mode: SparseAttentionBackwardMode) -> u32 {
+        mode.0
+    }
+}
+
+params! {
+    /// Parameters of [`Context::sparse_attention_backward`] (`dsa_sparse_attention_backward_params_t`).
+    SparseAttentionBackwardParams = dsa_sparse_attention_backward_params_t, dsa_sparse_attention_backward_params_init {
+        /// The forward's softmax scale. Required: the default 0 is rejected.
+        scale: f32,
+        /// The forward's value width (default 512; 1 <= d_v <= d_qk).
+        d_v: i32,
+        /// How dkv is reduced (default [`SparseAttentionBackwardMode::DETERMINISTIC`]).
+        mode: SparseAttentionBackwardMode,
+    }
+}
+
 impl Context {
     /// FP8 block quantisation (`dsa_quantize_fp8`): x [..., N] (f32, bf16 or f16) to e4m3 codes
     /// q [..., N] (Fp8E4M3 or u8) and f32 scales [..., N / group_size]. `None` params are the
@@ -776,6 +813,73 @@ impl Context {
                 optional_mut(d_index_q),
                 optional_mut(d_index_k),
                 optional_mut(d_weights),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// The scratch bytes [`Context::sparse_attention_backward`] needs for `num_queries` rows of
+    /// `topk` indices over `num_tokens` KV rows of `d_qk` values
+    /// (`dsa_sparse_attention_backward_workspace_size`).
+    pub fn sparse_attention_backward_workspace_size(
+        &self,
+        params: Option<&SparseAttentionBackwardParams>,
+        num_queries: i64,
+        topk: i64,
+        num_tokens: i64,
+        d_qk: i64,
+    ) -> Result<usize> {
+        let params = raw_params(params);
+        let mut bytes = 0;
+        Error::check(unsafe {
+            sys::dsa_sparse_attention_backward_workspace_size(self.as_raw(), params.as_ptr(), num_queries, topk, num_tokens, d_qk, &mut bytes)
+        })?;
+        Ok(bytes)
+    }
+
+    /// Backward pass of [`Context::sparse_attention`] (`dsa_sparse_attention_backward`): from q
+    /// [S_q, H_q, d_qk] and kv [S_kv, d_qk] (bf16 or f32), indices i32 [S_q, k], the optional
+    /// attn_sink f32 [H_q] and topk_length i32 [S_q], the forward's out and lse, and dout
+    /// [S_q, H_q, d_v], writes dq [S_q, H_q, d_qk] (f32 or bf16), dkv f32 [S_kv, d_qk] and, when
+    /// given (only with a sink), d_attn_sink f32 [H_q]. `params` is required (its scale has no
+    /// default). See dsa.h for empty rows, modes and statuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_attention_backward(
+        &self,
+        params: &SparseAttentionBackwardParams,
+        q: &TensorView,
+        kv: &TensorView,
+        indices: &TensorView,
+        attn_sink: Option<&TensorView>,
+        topk_length: Option<&TensorView>,
+        out: &TensorView,
+        lse: &TensorView,
+        dout: &TensorView,
+        dq: &mut TensorViewMut,
+        dkv: &mut TensorViewMut,
+        d_attn_sink: Option<&mut TensorViewMut>,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(Some(params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_sparse_attention_backward(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                kv.as_raw(),
+                indices.as_raw(),
+                optional(attn_sink),
+                optional(topk_length),
+                out.as_raw(),
+                lse.as_raw(),
+                dout.as_raw(),
+                dq.as_raw(),
+                dkv.as_raw(),
+                optional_mut(d_attn_sink),
+                workspace,
+                workspace_bytes,
                 stream.as_raw(),
             )
         })
