@@ -50,7 +50,7 @@ public:
         s.normaliser.resize(heads);
         s.dq.resize(heads * qk_width_);
         s.rows.assign(static_cast<size_t>(kTile * qk_width_), 0.0f);
-        s.keys_t.resize(static_cast<size_t>(p_.d_qk * kTile));
+        s.keys_t.resize(static_cast<size_t>(qk_width_ * kTile));
         s.row_buffer.resize(static_cast<size_t>(p_.d_qk));
         s.z.resize(heads * kTile);
         s.p.resize(heads * kTile);
@@ -109,8 +109,7 @@ private:
 
     void run_tile(Scratch& s, int64_t start, int64_t count, float* contributions) const {
         const int64_t heads = p_.heads, width = round_up(count, 8);
-        gather_entries(p_.kv, 0, s.entries.data() + start, count, p_.d_qk, s.row_buffer.data(), s.keys_t.data(),
-                       s.rows.data(), qk_width_);
+        gather_entries(p_.kv, 0, s.entries.data() + start, count, p_.d_qk, s.rows.data(), s.keys_t.data());
         k_.gemm(s.q.data(), qk_width_, s.keys_t.data(), kTile, s.z.data(), kTile, heads, width, p_.d_qk, false);
         std::fill(s.p.begin(), s.p.end(), 0.0f);
         for (int64_t h = 0; h < heads; ++h)
