@@ -301,14 +301,7 @@ private:
 void indexer_loss(Context& context, const IndexerLossProblem& p) {
     if (!p.has_loss && !p.has_row_loss && !p.wants_gradients()) return;
     const RowLoss row_loss(p);
-    std::vector<int64_t> counts(static_cast<size_t>(p.rows));
-    context.pool().parallel_for(p.rows, 256, [&](int64_t begin, int64_t end) {
-        std::vector<int32_t> entries;
-        for (int64_t t = begin; t < end; ++t) {
-            p.entries(t, entries);
-            counts[t] = static_cast<int64_t>(entries.size());
-        }
-    });
+    const std::vector<int64_t> counts = entry_counts(context, p);
     std::vector<double> kl(static_cast<size_t>(p.rows), 0.0);
     std::vector<uint8_t> active(static_cast<size_t>(p.rows), 0);
     // Rows [begin, end); with a panel, their dk contributions go there.

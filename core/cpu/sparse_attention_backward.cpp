@@ -153,14 +153,7 @@ int64_t sparse_attention_backward_workspace_bytes(const Context& context, int64_
 
 void sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& p, void* workspace) {
     const RowBackward backward(p);
-    std::vector<int64_t> counts(static_cast<size_t>(p.rows));
-    context.pool().parallel_for(p.rows, 256, [&](int64_t begin, int64_t end) {
-        std::vector<int32_t> entries;
-        for (int64_t t = begin; t < end; ++t) {
-            p.entries(t, entries);
-            counts[t] = static_cast<int64_t>(entries.size());
-        }
-    });
+    const std::vector<int64_t> counts = entry_counts(context, p);
     // The panel capacity is the workspace query's (rows of up to topk entries).
     TokenReduction reduction(TokenReduction::panel_entries(context, p.rows, p.topk, p.d_qk), p.d_qk, p.tokens,
                              workspace);

@@ -51,6 +51,20 @@ void add_values(const float* source, int64_t count, float* target);
 void update_log_sum_exp(const TrainingKernels& kernels, const float* x, int64_t count, float scale, float& max,
                         float& sum);
 
+// counts[t] = the number of entries of row t, for a problem with `rows` and `entries(row, list)`.
+template <typename Problem>
+std::vector<int64_t> entry_counts(Context& context, const Problem& problem) {
+    std::vector<int64_t> counts(static_cast<size_t>(problem.rows));
+    context.pool().parallel_for(problem.rows, 256, [&](int64_t begin, int64_t end) {
+        std::vector<int32_t> entries;
+        for (int64_t t = begin; t < end; ++t) {
+            problem.entries(t, entries);
+            counts[t] = static_cast<int64_t>(entries.size());
+        }
+    });
+    return counts;
+}
+
 // Query rows that each contribute one vector per entry to a [tokens, dim] f32 gradient, reduced
 // without atomics: rows run in panels on the pool, each writing its entries' contributions and
 // tokens to a panel buffer, and after each panel every token adds its contributions in (row,
