@@ -691,8 +691,10 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *            may be NULL (not computed), last dimension contiguous; outputs must not overlap
  *            each other or any input. With every output NULL the call validates and returns.
  *  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread
- *  count; the call allocates host scratch of about max(32 MiB, 4 * D_I * (the longest set)) bytes
- *  for the d_index_k reduction, plus O(T + S). params may be NULL only with teacher_probs
+ *  count. With d_index_k the call allocates host scratch for its reduction: 4 * D_I bytes per
+ *  entry of a panel of rows holding about 32 MiB, at least two rows per CPU thread (so long
+ *  dense rows need 8 * threads * D_I * S bytes), never more than all the entries need; plus
+ *  O(T + S) besides. params may be NULL only with teacher_probs
  *  (teacher_scale has no default).
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown
  *  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;
