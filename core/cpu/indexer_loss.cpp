@@ -14,6 +14,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "../ops/indexer_loss.hpp"
 #include "isa.hpp"
 #include "training_kernels.hpp"
@@ -33,26 +37,61 @@ DSA_CPU_MULTIVERSION void student_logits(const float* u, const float* w, int64_t
     }
 }
 
-// For each head: d_w[h] += sum_j g[j] ReLU(u[h, j]); grad[h, j] = g[j] w[h] [u[h, j] > 0].
-DSA_CPU_MULTIVERSION void student_gradient(const float* u, const float* w, const float* g, int64_t heads,
-                                           int64_t width, float* d_w, float* grad) {
+// For each head: d_w[h] += sum_j g[j] ReLU(u[h, j]); grad[h, j] = g[j] w[h] [u[h, j] > 0]
+// (width a multiple of 8). The sum runs in 8 lanes (j mod 8), then the lanes in order.
+using StudentGradient = void (*)(const float* u, const float* w, const float* g, int64_t heads, int64_t width,
+                                 float* d_w, float* grad);
+
+void student_gradient_portable(const float* u, const float* w, const float* g, int64_t heads, int64_t width,
+                               float* d_w, float* grad) {
     for (int64_t h = 0; h < heads; ++h) {
         const float* row = u + h * kTile;
-        float* out = grad + h * kTile;
-        float sum = 0.0f;
+        float lanes[8] = {};
         for (int64_t j = 0; j < width; ++j) {
-            sum += g[j] * (row[j] < 0.0f ? 0.0f : row[j]);
-            out[j] = row[j] > 0.0f ? g[j] * w[h] : 0.0f;
+            lanes[j % 8] += g[j] * (row[j] < 0.0f ? 0.0f : row[j]);
+            grad[h * kTile + j] = row[j] > 0.0f ? g[j] * w[h] : 0.0f;
         }
+        float sum = 0.0f;
+        for (float lane : lanes) sum += lane;
         d_w[h] += sum;
     }
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void student_gradient_avx2(const float* u, const float* w, const float* g,
+                                                               int64_t heads, int64_t width, float* d_w, float* grad) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t h = 0; h < heads; ++h) {
+        const __m256 weight = _mm256_broadcast_ss(w + h);
+        __m256 lanes = zero;
+        for (int64_t j = 0; j < width; j += 8) {
+            const __m256 value = _mm256_loadu_ps(u + h * kTile + j), factor = _mm256_loadu_ps(g + j);
+            lanes = _mm256_fmadd_ps(factor, _mm256_max_ps(zero, value), lanes);  // MAXPS keeps a NaN u
+            const __m256 positive = _mm256_cmp_ps(value, zero, _CMP_GT_OQ);
+            _mm256_storeu_ps(grad + h * kTile + j, _mm256_and_ps(positive, _mm256_mul_ps(factor, weight)));
+        }
+        alignas(32) float values[8];
+        _mm256_store_ps(values, lanes);
+        float sum = 0.0f;
+        for (float lane : values) sum += lane;
+        d_w[h] += sum;
+    }
+}
+#endif
+
+StudentGradient choose_student_gradient() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return student_gradient_avx2;
+#endif
+    return student_gradient_portable;
 }
 
 // ---- One row ---------------------------------------------------------------------------------
 
 struct Scratch {
     std::vector<int32_t> entries;
-    std::vector<float> q, w, teacher_q, keys_t, key_rows, teacher_keys_t, row_buffer, u, z, grad, grad_t, d_q, d_w;
+    std::vector<float> q, w, teacher_q, keys_t, key_rows, teacher_keys_t, teacher_key_rows, u, z, grad, grad_t, d_q, d_w;
     std::vector<float> teacher_max, teacher_sum, teacher_lse;
     float logits[kTile], probs[kTile], student[kTile], g[kTile];
     float student_lse = 0.0f;   // of the current row, from the first pass
@@ -70,15 +109,15 @@ public:
     explicit RowLoss(const IndexerLossProblem& p)
         : p_(p),
           k_(training_kernels()),
+          student_gradient_(choose_student_gradient()),
           padded_dim_(round_up(p.dim, 8)),
           group_heads_(p.has_teacher_probs ? 0 : p.teacher_heads / p.teacher_kv_heads) {}
 
     void allocate(Scratch& s) const {
         s.q.assign(static_cast<size_t>(p_.heads * padded_dim_), 0.0f);
         s.w.resize(static_cast<size_t>(p_.heads));
-        s.keys_t.resize(static_cast<size_t>(p_.dim * kTile));
+        s.keys_t.resize(static_cast<size_t>(padded_dim_ * kTile));
         s.key_rows.assign(static_cast<size_t>(kTile * padded_dim_), 0.0f);
-        s.row_buffer.resize(static_cast<size_t>(std::max(p_.dim, p_.teacher_dim)));
         s.u.resize(static_cast<size_t>(p_.heads * kTile));
         s.grad.resize(static_cast<size_t>(p_.heads * kTile));
         s.grad_t.resize(static_cast<size_t>(kTile * p_.heads));
@@ -86,7 +125,8 @@ public:
         s.d_w.resize(static_cast<size_t>(p_.heads));
         if (!p_.has_teacher_probs) {
             s.teacher_q.resize(static_cast<size_t>(p_.teacher_heads * p_.teacher_dim));
-            s.teacher_keys_t.resize(static_cast<size_t>(p_.teacher_dim * kTile));
+            s.teacher_keys_t.resize(static_cast<size_t>(round_up(p_.teacher_dim, 8) * kTile));
+            s.teacher_key_rows.assign(static_cast<size_t>(kTile * round_up(p_.teacher_dim, 8)), 0.0f);
             s.z.resize(static_cast<size_t>(group_heads_ * kTile));
             s.teacher_max.resize(static_cast<size_t>(p_.teacher_heads));
             s.teacher_sum.resize(static_cast<size_t>(p_.teacher_heads));
@@ -128,10 +168,9 @@ private:
     }
 
     // Student u (into s.u) and logits (into s.logits) of the tile's entries.
-    void score_student(const int32_t* tokens, int64_t count, Scratch& s, bool with_rows) const {
+    void score_student(const int32_t* tokens, int64_t count, Scratch& s) const {
         const int64_t width = round_up(count, 8);
-        gather_entries(p_.index_k, 0, tokens, count, p_.dim, s.row_buffer.data(), s.keys_t.data(),
-                       with_rows ? s.key_rows.data() : nullptr, padded_dim_);
+        gather_entries(p_.index_k, 0, tokens, count, p_.dim, s.key_rows.data(), s.keys_t.data());
         k_.gemm(s.q.data(), padded_dim_, s.keys_t.data(), kTile, s.u.data(), kTile, p_.heads, width, p_.dim, false);
         student_logits(s.u.data(), s.w.data(), p_.heads, width, s.logits);
     }
@@ -139,8 +178,8 @@ private:
     // Teacher logits of kv head `group` for the tile (into s.z, unscaled q.k).
     void score_teacher(const int32_t* tokens, int64_t count, int64_t group, Scratch& s) const {
         const int64_t head_offset = p_.teacher_k.ndim == 3 ? group * p_.teacher_k.strides[1] : 0;
-        gather_entries(p_.teacher_k, head_offset, tokens, count, p_.teacher_dim, s.row_buffer.data(),
-                       s.teacher_keys_t.data(), nullptr, 0);
+        gather_entries(p_.teacher_k, head_offset, tokens, count, p_.teacher_dim, s.teacher_key_rows.data(),
+                       s.teacher_keys_t.data());
         k_.gemm(s.teacher_q.data() + group * group_heads_ * p_.teacher_dim, p_.teacher_dim, s.teacher_keys_t.data(),
                 kTile, s.z.data(), kTile, group_heads_, round_up(count, 8), p_.teacher_dim, false);
     }
@@ -160,7 +199,7 @@ private:
         for (int64_t start = 0; start < count; start += kTile) {
             const int64_t tile = std::min(kTile, count - start);
             const int32_t* tokens = s.entries.data() + start;
-            score_student(tokens, tile, s, false);
+            score_student(tokens, tile, s);
             update_log_sum_exp(k_, s.logits, tile, 1.0f, student_max, student_sum);
             if (p_.has_teacher_probs) {
                 for (int64_t j = 0; j < tile; ++j) {
@@ -216,7 +255,7 @@ private:
         for (int64_t start = 0; start < count; start += kTile) {
             const int64_t tile = std::min(kTile, count - start), width = round_up(tile, 8);
             const int32_t* tokens = s.entries.data() + start;
-            score_student(tokens, tile, s, p_.has_d_index_q);
+            score_student(tokens, tile, s);
             teacher_probs(t, tokens, tile, s);
             std::fill(s.student, s.student + kTile, 0.0f);
             k_.exp_add(s.logits, tile, 1.0f, s.student_lse, s.student);
@@ -227,7 +266,7 @@ private:
             }
             std::fill(s.g + tile, s.g + kTile, 0.0f);
             if (!gradients) continue;
-            student_gradient(s.u.data(), s.w.data(), s.g, p_.heads, width, s.d_w.data(), s.grad.data());
+            student_gradient_(s.u.data(), s.w.data(), s.g, p_.heads, width, s.d_w.data(), s.grad.data());
             if (p_.has_d_index_q)
                 k_.gemm(s.grad.data(), kTile, s.key_rows.data(), padded_dim_, s.d_q.data(), padded_dim_, p_.heads,
                         padded_dim_, tile, true);
@@ -253,6 +292,7 @@ private:
 
     const IndexerLossProblem& p_;
     const TrainingKernels& k_;
+    const StudentGradient student_gradient_;
     const int64_t padded_dim_, group_heads_;
 };
 
@@ -261,14 +301,7 @@ private:
 void indexer_loss(Context& context, const IndexerLossProblem& p) {
     if (!p.has_loss && !p.has_row_loss && !p.wants_gradients()) return;
     const RowLoss row_loss(p);
-    std::vector<int64_t> counts(static_cast<size_t>(p.rows));
-    context.pool().parallel_for(p.rows, 256, [&](int64_t begin, int64_t end) {
-        std::vector<int32_t> entries;
-        for (int64_t t = begin; t < end; ++t) {
-            p.entries(t, entries);
-            counts[t] = static_cast<int64_t>(entries.size());
-        }
-    });
+    const std::vector<int64_t> counts = entry_counts(context, p);
     std::vector<double> kl(static_cast<size_t>(p.rows), 0.0);
     std::vector<uint8_t> active(static_cast<size_t>(p.rows), 0);
     // Rows [begin, end); with a panel, their dk contributions go there.

@@ -41,8 +41,38 @@ void exp_add_portable(const float* x, int64_t count, float scale, float shift, f
     for (int64_t j = 0; j < count; ++j) out[j] += std::exp(scale * x[j] - shift);
 }
 
+void transpose_portable(const float* rows, int64_t row_stride, int64_t rows_count, int64_t dim, float* out) {
+    for (int64_t j = 0; j < rows_count; ++j)
+        for (int64_t d = 0; d < dim; ++d) out[d * kEntryTile + j] = rows[j * row_stride + d];
+}
+
 #if defined(__x86_64__)
 #define DSA_AVX2_FMA __attribute__((target("avx2,fma")))
+
+// 8 x 8 blocks through registers: unpack pairs, shuffle quads, swap 128-bit halves.
+DSA_AVX2_FMA void transpose_avx2(const float* rows, int64_t row_stride, int64_t rows_count, int64_t dim, float* out) {
+    for (int64_t j = 0; j < rows_count; j += 8)
+        for (int64_t d = 0; d < dim; d += 8) {
+            __m256 r[8];
+            for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(rows + (j + i) * row_stride + d);
+            __m256 t[8], u[8];
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+                t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+            }
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+                u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+                u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+                u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+            }
+            float* target = out + d * kEntryTile + j;
+            for (int i = 0; i < 4; ++i) {
+                _mm256_storeu_ps(target + i * kEntryTile, _mm256_permute2f128_ps(u[i], u[i + 4], 0x20));
+                _mm256_storeu_ps(target + (i + 4) * kEntryTile, _mm256_permute2f128_ps(u[i], u[i + 4], 0x31));
+            }
+        }
+}
 
 // exp(x) = 2^n exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2 (ln 2 split in two so r is
 // exact), exp(r) by its Taylor series to degree 6 (relative error ~1e-7). x < -87 gives 0 (the
@@ -151,9 +181,9 @@ const TrainingKernels& training_kernels() {
 #if defined(__x86_64__)
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            return TrainingKernels{gemm_avx2, exp_sum_avx2, exp_add_avx2};
+            return TrainingKernels{gemm_avx2, exp_sum_avx2, exp_add_avx2, transpose_avx2};
 #endif
-        return TrainingKernels{gemm_portable, exp_sum_portable, exp_add_portable};
+        return TrainingKernels{gemm_portable, exp_sum_portable, exp_add_portable, transpose_portable};
     }();
     return chosen;
 }
@@ -173,14 +203,11 @@ float load_element(const TensorView& tensor, int64_t offset) {
 }
 
 void gather_entries(const TensorView& tensor, int64_t offset, const int32_t* tokens, int64_t count, int64_t dim,
-                    float* row_buffer, float* transposed, float* rows_out, int64_t row_stride) {
-    for (int64_t j = 0; j < count; ++j) {
-        float* row = rows_out ? rows_out + j * row_stride : row_buffer;
-        load_row(tensor, tokens[j] * tensor.strides[0] + offset, dim, row);
-        for (int64_t d = 0; d < dim; ++d) transposed[d * kEntryTile + j] = row[d];
-    }
-    for (int64_t d = 0; d < dim; ++d)
-        std::fill(transposed + d * kEntryTile + count, transposed + d * kEntryTile + round_up(count, 8), 0.0f);
+                    float* rows, float* transposed) {
+    const int64_t stride = round_up(dim, 8), padded = round_up(count, 8);
+    for (int64_t j = 0; j < count; ++j) load_row(tensor, tokens[j] * tensor.strides[0] + offset, dim, rows + j * stride);
+    for (int64_t j = count; j < padded; ++j) std::fill_n(rows + j * stride, dim, 0.0f);
+    training_kernels().transpose(rows, stride, padded, stride, transposed);
 }
 
 DSA_CPU_MULTIVERSION void scale_values(float* values, int64_t count, float factor) {

@@ -26,6 +26,9 @@ struct TrainingKernels {
     float (*exp_sum)(const float* x, int64_t count, float scale, float shift);
     // out[j] += exp(scale * x[j] - shift) for j < count; x and out up to round_up(count, 8).
     void (*exp_add)(const float* x, int64_t count, float scale, float shift, float* out);
+    // out[d * kEntryTile + j] = rows[j * row_stride + d] for j < rows_count, d < dim (both
+    // multiples of 8).
+    void (*transpose)(const float* rows, int64_t row_stride, int64_t rows_count, int64_t dim, float* out);
 };
 const TrainingKernels& training_kernels();
 
@@ -33,12 +36,13 @@ const TrainingKernels& training_kernels();
 void load_row(const TensorView& tensor, int64_t offset, int64_t count, float* out);
 float load_element(const TensorView& tensor, int64_t offset);
 
-// Rows of `count` entries of a [tokens, ...] f32 or bf16 tensor (row tokens[j], from element
-// `offset` within it): transposed, out[d * kEntryTile + j] for d < dim with columns count ..
-// round_up(count, 8) zero; and, when rows_out is not NULL, row-major, rows_out[j * row_stride + d].
-// row_buffer holds dim floats.
+// Rows of `count` (<= kEntryTile) entries of a [tokens, ...] f32 or bf16 tensor (row tokens[j],
+// from element `offset` within it) as f32, row-major into rows[j * round_up(dim, 8) + d] (rows
+// count .. round_up(count, 8) zeroed; the columns past dim are left as they are: keep them zero)
+// and transposed into transposed[d * kEntryTile + j] for d < round_up(dim, 8), j <
+// round_up(count, 8).
 void gather_entries(const TensorView& tensor, int64_t offset, const int32_t* tokens, int64_t count, int64_t dim,
-                    float* row_buffer, float* transposed, float* rows_out, int64_t row_stride);
+                    float* rows, float* transposed);
 
 void scale_values(float* values, int64_t count, float factor);
 void add_values(const float* source, int64_t count, float* target);
@@ -46,6 +50,20 @@ void add_values(const float* source, int64_t count, float* target);
 // Folds scale * x[j], j < count, into a running log-sum-exp (max, sum).
 void update_log_sum_exp(const TrainingKernels& kernels, const float* x, int64_t count, float scale, float& max,
                         float& sum);
+
+// counts[t] = the number of entries of row t, for a problem with `rows` and `entries(row, list)`.
+template <typename Problem>
+std::vector<int64_t> entry_counts(Context& context, const Problem& problem) {
+    std::vector<int64_t> counts(static_cast<size_t>(problem.rows));
+    context.pool().parallel_for(problem.rows, 256, [&](int64_t begin, int64_t end) {
+        std::vector<int32_t> entries;
+        for (int64_t t = begin; t < end; ++t) {
+            problem.entries(t, entries);
+            counts[t] = static_cast<int64_t>(entries.size());
+        }
+    });
+    return counts;
+}
 
 // Query rows that each contribute one vector per entry to a [tokens, dim] f32 gradient, reduced
 // without atomics: rows run in panels on the pool, each writing its entries' contributions and
