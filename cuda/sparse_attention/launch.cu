@@ -4,6 +4,7 @@
 // the GPU (partials in stream-ordered scratch, merged by a combine kernel), and launches on the
 // caller's stream without synchronising.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -111,8 +112,12 @@ Arguments arguments_of(const SparseAttentionProblem& p) {
     return a;
 }
 
-// True when this build carries the sm_90a kernel and the device runs it.
+// True when this build carries the sm_90a kernel and the device runs it, unless the caller
+// asked for the portable (sm_80) kernels with DSA_CUDA_PORTABLE_KERNELS=1 (to test or measure
+// the Ampere path on a Hopper GPU).
 bool sm90_kernel_usable(const Context& context) {
+    const char* portable = std::getenv("DSA_CUDA_PORTABLE_KERNELS");
+    if (portable != nullptr && std::string_view(portable) == "1") return false;
     const DeviceProperties& device = context.properties();
     if (device.compute_major != 9 || device.compute_minor != 0) return false;
     if (std::string_view(DSA_CUDA_ARCHITECTURES).find("90a") == std::string_view::npos) return false;

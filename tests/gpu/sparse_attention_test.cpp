@@ -3,6 +3,7 @@
 // (sm_90a wgmma: 576/512, H_q a multiple of 64, aligned layouts; the generic mma.sync kernel:
 // everything else), the split-k path, large grids, and repeatability.
 #include <cstdio>
+#include <cstdlib>
 
 #include "../sparse_attention_problems.hpp"
 #include "gpu_support.hpp"
@@ -232,6 +233,17 @@ TEST_CASE("CUDA semantics: empty rows, duplicates, a sink that takes all the mas
     const Result got = run_cuda(none);
     CHECK(std::count(got.lse.begin(), got.lse.end(), INFINITY) == static_cast<std::ptrdiff_t>(got.lse.size()));
     CHECK(std::count(got.out.begin(), got.out.end(), uint16_t{0}) == static_cast<std::ptrdiff_t>(got.out.size()));
+}
+
+TEST_CASE("CUDA portable kernels (the sm_80 path) equal the CPU on the Hopper-tuned shapes") {
+    // DSA_CUDA_PORTABLE_KERNELS=1 routes 576/512 with H_q % 64 == 0 to the generic kernel.
+    REQUIRE(setenv("DSA_CUDA_PORTABLE_KERNELS", "1", 1) == 0);
+    check_variants_against_cpu(prefill(3, 128, 576, 512, 5000, 2048, 230));
+    check_variants_against_cpu(prefill(5, 64, 576, 512, 3000, 300, 231));
+    Problem fp8 = paged_fp8(2, 2, 128, 64, 3000, 700, 232);
+    fp8.use_sink = fp8.use_lengths = true;
+    check_against_cpu(fp8);
+    REQUIRE(unsetenv("DSA_CUDA_PORTABLE_KERNELS") == 0);
 }
 
 TEST_CASE("CUDA sparse attention: mixed devices are refused, outputs untouched") {
