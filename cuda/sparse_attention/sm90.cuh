@@ -150,11 +150,16 @@ __device__ __forceinline__ void wgmma_values_from_shared(float (&o)[128], uint64
 #undef DSA_O_OPERANDS_64_127
 #undef DSA_O_REGISTERS
 
-// Keeps the compiler from moving accesses of these registers across the asynchronous wgmma.
+// Keeps the compiler from moving accesses of these registers across the asynchronous wgmma
+// (and keeps A fragments alive until the wgmma reading them has completed).
 template <int N>
 __device__ __forceinline__ void pin_registers(float (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+__device__ __forceinline__ void pin_registers(uint32_t (&r)[2][4]) {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) asm volatile("" : "+r"(r[i / 4][i % 4])::"memory");
 }
 
 // Byte offset in a tile of 16-byte chunk `chunk` (0..71) of row `row` (0..63).
@@ -437,6 +442,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
         wgmma_commit();
         wgmma_wait_all();
         pin_registers(o);
+        pin_registers(p);
         __syncwarp();
         if (lane == 0) barrier_arrive(empty(b));
     }
