@@ -7,8 +7,8 @@ written) before each run; libdsa's output checked against the PyTorch result bef
 FLOPs = 2 * H_q * rows * k * (d_qk + d_v) (invalid slots count); decode bytes = unique cache
 entries touched * entry size + q + out.
 
-Usage: python3 bench/sparse_attention_gpu.py path/to/libdsa.so [--json FILE] [--quick] [--portable]
-(--portable also times the sm_80 kernels, DSA_CUDA_PORTABLE_KERNELS=1, on the Hopper-tuned shapes)
+Usage: python3 bench/sparse_attention_gpu.py path/to/libdsa.so [--json FILE] [--quick] [--sm90]
+(--sm90 also times the opt-in sm_90a kernel, DSA_CUDA_SM90_ATTENTION=1, on its shapes)
 """
 import ctypes
 import json
@@ -162,13 +162,13 @@ def main():
         torch_ms = median_ms(lambda: torch_attention(q, kv, indices, 512, 256), flush, repeats=5)
         name = f"prefill S_q={s_q} H={heads} k={k} S_kv={s_kv // 1024}K"
         report(name, ours_ms, torch_ms, 2 * heads * s_q * k * (576 + 512), 0, errors)
-        if "--portable" in sys.argv:  # the sm_80 kernel on this card, same inputs
-            os.environ["DSA_CUDA_PORTABLE_KERNELS"] = "1"
+        if "--sm90" in sys.argv:  # the opt-in sm_90a kernel, same inputs
+            os.environ["DSA_CUDA_SM90_ATTENTION"] = "1"
             ours()
             torch.cuda.synchronize()
             errors = check(out, lse, q, kv, indices, 128)
-            report(name + " sm80", median_ms(ours, flush), torch_ms, 2 * heads * s_q * k * (576 + 512), 0, errors)
-            del os.environ["DSA_CUDA_PORTABLE_KERNELS"]
+            report(name + " sm90", median_ms(ours, flush), torch_ms, 2 * heads * s_q * k * (576 + 512), 0, errors)
+            del os.environ["DSA_CUDA_SM90_ATTENTION"]
         del q, kv, indices, out, lse
 
     # ---- Decode: q [B, s_q, H, 576] over a paged FP8 (or bf16) cache, slots in each sequence's pages ----
@@ -207,14 +207,14 @@ def main():
         unique_bytes = torch.unique(flat_slots).numel() * entry + q.numel() * 2 + out.numel() * 2
         name = f"decode {'FP8' if fp8 else 'bf16'} B={batch} s_q={s_q} H={heads} k={k}"
         report(name, ours_ms, torch_ms, 2 * heads * rows * k * (576 + 512), unique_bytes, errors)
-        if "--portable" in sys.argv and heads % 64 == 0 and batch > 2:
-            os.environ["DSA_CUDA_PORTABLE_KERNELS"] = "1"
+        if "--sm90" in sys.argv and heads % 64 == 0:
+            os.environ["DSA_CUDA_SM90_ATTENTION"] = "1"
             ours()
             torch.cuda.synchronize()
             errors = check(out.view(rows, heads, 512), lse.view(rows, heads), flat_q, dequantised, flat_slots, 128)
-            report(name + " sm80", median_ms(ours, flush), torch_ms, 2 * heads * rows * k * (576 + 512),
+            report(name + " sm90", median_ms(ours, flush), torch_ms, 2 * heads * rows * k * (576 + 512),
                    unique_bytes, errors)
-            del os.environ["DSA_CUDA_PORTABLE_KERNELS"]
+            del os.environ["DSA_CUDA_SM90_ATTENTION"]
         del cache, dequantised, q, out, lse, slots
 
     if "--json" in sys.argv:

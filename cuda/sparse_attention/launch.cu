@@ -112,21 +112,25 @@ Arguments arguments_of(const SparseAttentionProblem& p) {
     return a;
 }
 
-// True when this build carries the sm_90a kernel and the device runs it, unless the caller
-// asked for the portable (sm_80) kernels with DSA_CUDA_PORTABLE_KERNELS=1 (to test or measure
-// the Ampere path on a Hopper GPU).
+// True when the sm_90a kernel may run: requested with DSA_CUDA_SM90_ATTENTION=1 (it is not yet
+// validated on hardware, see bench/NOTES.md), carried by this build, run by the device, and
+// compiled to the register count its setmaxnreg split assumes (else it would deadlock).
 bool sm90_kernel_usable(const Context& context) {
-    const char* portable = std::getenv("DSA_CUDA_PORTABLE_KERNELS");
-    if (portable != nullptr && std::string_view(portable) == "1") return false;
+    const char* requested = std::getenv("DSA_CUDA_SM90_ATTENTION");
+    if (requested == nullptr || std::string_view(requested) != "1") return false;
     const DeviceProperties& device = context.properties();
     if (device.compute_major != 9 || device.compute_minor != 0) return false;
     if (std::string_view(DSA_CUDA_ARCHITECTURES).find("90a") == std::string_view::npos) return false;
-    cudaFuncAttributes attributes{};
-    if (cudaFuncGetAttributes(&attributes, sm90_attention_kernel<false>) != cudaSuccess) {
-        cudaGetLastError();
-        return false;
+    for (const void* kernel : {reinterpret_cast<const void*>(sm90_attention_kernel<false>),
+                               reinterpret_cast<const void*>(sm90_attention_kernel<true>)}) {
+        cudaFuncAttributes attributes{};
+        if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        if (attributes.binaryVersion != 90 || attributes.numRegs != kSm90Registers) return false;
     }
-    return attributes.binaryVersion == 90;
+    return true;
 }
 
 struct Plan {

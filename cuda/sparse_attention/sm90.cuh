@@ -34,6 +34,14 @@ inline constexpr int kSm90Masks = kSm90Misc + 32;            // 2 x u64
 inline constexpr int kSm90RowMax = kSm90Misc + 64;           // [2 parity][2 consumer][64] f32
 inline constexpr int kSm90RowSum = kSm90RowMax + 2 * 2 * 64 * 4;  // [2 consumer][64] f32
 inline constexpr int kSm90SmemBytes = kSm90RowSum + 2 * 64 * 4 + 1024;  // + alignment slack
+// Register split (setmaxnreg): the pool is per CTA, so what the consumers take must equal what
+// the producer gives back from the launch allocation of kSm90Registers per thread:
+// 2 x 128 x (216 - 168) == 128 x (168 - 72). The launcher checks the kernel was compiled to 168.
+inline constexpr int kSm90Registers = 168;
+inline constexpr int kSm90ProducerRegisters = 72;
+inline constexpr int kSm90ConsumerRegisters = 216;
+static_assert(2 * kSm90ConsumerRegisters + kSm90ProducerRegisters == 3 * kSm90Registers,
+              "setmaxnreg must not ask for more registers than the CTA holds");
 // Arrivals that complete a full barrier: 128 producer threads (data) + 1 (the mask).
 inline constexpr int kFullArrivals = 129;
 inline constexpr int kEmptyArrivals = 8;  // one per consumer warp
@@ -245,7 +253,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
 
     if (warpgroup == 2) {
         // ---- Producer ----
-        asm volatile("setmaxnreg.dec.sync.aligned.u32 80;\n");
+        asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kSm90ProducerRegisters));
         const int64_t index_base = a.index_rows.offset(item.row);
         const int lane_in_row = lane % 8;
         for (int block = 0; block < blocks; ++block) {
@@ -325,7 +333,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
     }
 
     // ---- Consumers: warpgroup w owns tokens 32w..32w+31 of each block and O columns 256w.. ----
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 216;\n");
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kSm90ConsumerRegisters));
     const int w = warpgroup, peer = 1 - warpgroup;
     const int g = lane / 4, t = lane % 4;
     const int head_row = warp * 16 + g;  // and head_row + 8

@@ -20,7 +20,7 @@ bool indexer_topk_missing(dsa_status_t status) {
 
 template <typename T>
 dsa_tensor_t device_view(DeviceBuffer<T>& buffer, std::initializer_list<int64_t> shape, dsa_dtype_t dtype) {
-    return on_device(view(nullptr, shape, dtype), buffer.data);
+    return on_device(view(buffer.data, shape, dtype), buffer.data);
 }
 
 }  // namespace
