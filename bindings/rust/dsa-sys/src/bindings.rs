@@ -30,6 +30,8 @@ pub const DSA_SCALE_FORMAT_UE8M0: i32 = 1;
 pub const DSA_TOPK_ORDER_UNSPECIFIED: i32 = 0;
 pub const DSA_TOPK_ORDER_SCORE: i32 = 1;
 pub const DSA_TOPK_ORDER_INDEX: i32 = 2;
+pub const DSA_INDEXER_LOSS_DENSE: i32 = 0;
+pub const DSA_INDEXER_LOSS_SPARSE: i32 = 1;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
 pub type __int64_t = ::std::os::raw::c_long;
@@ -1040,12 +1042,19 @@ extern "C" {
     #[doc = "  NULL. Any H_q >= 1, d_qk >= 1, k >= 0 (k = 0: every row has no valid index)."]
     #[doc = "  Layout: the last dimension of q, kv and out must be contiguous; every other stride is free."]
     #[doc = "  Outputs must not overlap each other or any input."]
-    #[doc = "  Results are bitwise identical for any number of CPU threads."]
+    #[doc = "  Results are bitwise identical for any number of CPU threads, and run to run on CUDA."]
+    #[doc = "  CUDA: runs on `stream` with no host synchronisation. A generic kernel (mma.sync, sm_80+) takes"]
+    #[doc = "  every shape with d_qk <= 1024 and any strides; rows too few to fill the GPU split their index"]
+    #[doc = "  list over several CTAs, whose partials live in scratch allocated and freed on `stream`"]
+    #[doc = "  (cudaMallocAsync / cudaFreeAsync; if that allocation is refused the call runs unsplit)."]
+    #[doc = "  Setting DSA_CUDA_SM90_ATTENTION=1 in the environment selects the Hopper kernel (sm_90a wgmma)"]
+    #[doc = "  for d_qk 576, d_v 512, H_q a multiple of 64 and 16-byte aligned q, kv and out rows; it is"]
+    #[doc = "  opt-in until validated on hardware (bench/NOTES.md)."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not"]
     #[doc = "  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,"]
     #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
-    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet),"]
-    #[doc = "  DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors with d_qk > 1024, or a shape needing more shared memory"]
+    #[doc = "  per block than the device has), DSA_STATUS_OUT_OF_MEMORY, DSA_STATUS_CUDA_ERROR."]
     pub fn dsa_sparse_attention(
         context: *mut dsa_context_t,
         params: *const dsa_sparse_attention_params_t,
@@ -1072,6 +1081,8 @@ extern "C" {
     #[doc = "  out bf16 [B, s_q, H_q, d_v]; lse f32 [B, s_q, H_q] (natural log, sink excluded)."]
     #[doc = "  Layout: the last dimension of q, kv_cache and out must be contiguous; pages and tokens within a"]
     #[doc = "  page may have any strides. Outputs must not overlap each other or any input."]
+    #[doc = "  CUDA: as dsa_sparse_attention; FP8 entries are dequantised in the kernel (once per entry and"]
+    #[doc = "  CTA, codes times their group's f32 scale rounded once to bf16)."]
     #[doc = "  Statuses as dsa_sparse_attention."]
     pub fn dsa_sparse_attention_paged(
         context: *mut dsa_context_t,
@@ -1203,11 +1214,14 @@ extern "C" {
     #[doc = "  attention must describe the same queries (S_q rows) and tokens (S_kv rows of index_k and kv)."]
     #[doc = "  selected: NULL, or int32 [S_q, k] that receives the token indices the attention used."]
     #[doc = "  Everything is validated before anything runs: an error leaves every output untouched."]
-    #[doc = "  workspace: NULL (host scratch is allocated for the call) or at least"]
-    #[doc = "  dsa_attention_workspace_size bytes, aligned to 16 bytes. attention_params must not be NULL"]
-    #[doc = "  (its scale has no default); the other params may be."]
+    #[doc = "  workspace: NULL (the call allocates its scratch: host memory for CPU tensors; for CUDA"]
+    #[doc = "  tensors device memory allocated and freed on `stream`, cudaMallocAsync / cudaFreeAsync) or at"]
+    #[doc = "  least dsa_attention_workspace_size bytes on the tensors' device, aligned to 16 bytes; it"]
+    #[doc = "  starts with the selected indices. attention_params must not be NULL (its scale has no"]
+    #[doc = "  default); the other params may be."]
+    #[doc = "  CUDA: the stages run on `stream` with no host synchronisation."]
     #[doc = "  Returns the statuses of its parts, DSA_STATUS_WORKSPACE_TOO_SMALL, and DSA_STATUS_UNSUPPORTED"]
-    #[doc = "  for CUDA tensors (not implemented yet)."]
+    #[doc = "  for CUDA tensors while dsa_indexer_topk has no CUDA backend."]
     pub fn dsa_attention(
         context: *mut dsa_context_t,
         indexer_params: *const dsa_indexer_params_t,
@@ -1256,6 +1270,172 @@ extern "C" {
         selected: *const dsa_tensor_t,
         workspace: *mut ::std::os::raw::c_void,
         workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " Which token set each query row's teacher and student distributions live on."]
+pub type dsa_indexer_loss_mode_t = u32;
+#[doc = " Parameters of dsa_indexer_loss."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_indexer_loss_params {
+    #[doc = "< sizeof(dsa_indexer_loss_params_t)"]
+    pub struct_size: u32,
+    #[doc = "< default DSA_INDEXER_LOSS_DENSE"]
+    pub mode: dsa_indexer_loss_mode_t,
+    #[doc = "< loss weight; default 1; finite"]
+    pub coeff: f32,
+    #[doc = "< softmax scale of the teacher's q.k (teacher given as q/k);"]
+    #[doc = "default 0, which is rejected when teacher_q is passed; any"]
+    #[doc = "finite non-zero value. Ignored for teacher_probs."]
+    pub teacher_scale: f32,
+}
+#[test]
+fn bindgen_test_layout_dsa_indexer_loss_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_indexer_loss_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(dsa_indexer_loss_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_indexer_loss_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(dsa_indexer_loss_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_coeff() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).coeff) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(coeff)
+            )
+        );
+    }
+    test_field_coeff();
+    fn test_field_teacher_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).teacher_scale) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(teacher_scale)
+            )
+        );
+    }
+    test_field_teacher_scale();
+}
+#[doc = " Parameters of dsa_indexer_loss."]
+pub type dsa_indexer_loss_params_t = dsa_indexer_loss_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults above. Returns DSA_STATUS_INVALID_ARGUMENT if params is"]
+    #[doc = "  NULL."]
+    pub fn dsa_indexer_loss_params_init(params: *mut dsa_indexer_loss_params_t) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Indexer distillation loss, forward and backward in one call (DSA_SPEC section 8.1)."]
+    #[doc = "  Student (unquantised, f32 arithmetic):"]
+    #[doc = "      u[t,h,s] = index_q[t,h,:] . index_k[s,:],   I[t,s] = sum_h weights[t,h] * ReLU(u[t,h,s]),"]
+    #[doc = "      pi[t,:]  = softmax of I[t,:] over the row's set."]
+    #[doc = "  Set of row t: DENSE mode, every s in the window [ks[t], ke[t]) (clamped to [0, S]); SPARSE"]
+    #[doc = "  mode, the entries of indices[t, :] that lie in the window (-1 and other out-of-window entries"]
+    #[doc = "  are ignored; an index listed twice counts twice, as in dsa_sparse_attention)."]
+    #[doc = "  Teacher p[t,:] (detached: no gradient flows into it), given in one of two forms:"]
+    #[doc = "    - teacher_q [T, H_q, d] and teacher_k [S, d] (MQA) or [S, H_kv, d] with H_q % H_kv == 0"]
+    #[doc = "      (head h uses kv head h / (H_q / H_kv)): p[t,s] = (1/H_q) sum_h softmax_s(teacher_scale *"]
+    #[doc = "      teacher_q[t,h,:] . teacher_k[s,(h),:]) over the row's set, rebuilt tile by tile (never"]
+    #[doc = "      [T, S] per head);"]
+    #[doc = "    - teacher_probs f32 [T, S]: restricted to the row's set and renormalised there."]
+    #[doc = "  Loss: row_loss[t] = KL(p[t,:] || pi[t,:]) in nats (0 log 0 = 0); a row is ACTIVE when its set is"]
+    #[doc = "  non-empty and its teacher mass is positive and finite; loss = coeff * (sum of row_loss over"]
+    #[doc = "  active rows) / (number of active rows), 0 when no row is active. Inactive rows get row_loss 0"]
+    #[doc = "  and zero gradients."]
+    #[doc = "  Gradients of loss (overwritten, never accumulated), with g[t,s] = coeff / N_active *"]
+    #[doc = "  (pi[t,s] - p[t,s]) on active rows:"]
+    #[doc = "      d_weights[t,h] = sum_s g[t,s] ReLU(u[t,h,s]),   G[t,h,s] = g[t,s] weights[t,h] [u[t,h,s] > 0],"]
+    #[doc = "      d_index_q[t,h,:] = sum_s G[t,h,s] index_k[s,:],  d_index_k[s,:] = sum_{t,h} G[t,h,s] index_q[t,h,:]."]
+    #[doc = ""]
+    #[doc = "  index_q   f32 or bf16 [T, H_I, D_I], last dimension contiguous."]
+    #[doc = "  index_k   f32 or bf16 [S, D_I], last dimension contiguous."]
+    #[doc = "  weights   f32 or bf16 [T, H_I], any strides."]
+    #[doc = "  ks, ke    i32 [T], any stride: window of each row (causal prefill from 0: ks = 0, ke = t + 1)."]
+    #[doc = "  indices   i32 [T, k], last dimension contiguous: SPARSE mode only (must be NULL in DENSE)."]
+    #[doc = "  teacher_q, teacher_k: f32 or bf16 as above, last dimension contiguous; or both NULL and"]
+    #[doc = "            teacher_probs f32 [T, S], last dimension contiguous. Exactly one form."]
+    #[doc = "  loss      f32 [] or [1] output, or NULL.     row_loss  f32 [T] output, or NULL."]
+    #[doc = "  d_index_q f32 [T, H_I, D_I], d_index_k f32 [S, D_I], d_weights f32 [T, H_I]: outputs, each"]
+    #[doc = "            may be NULL (not computed), last dimension contiguous; outputs must not overlap"]
+    #[doc = "            each other or any input."]
+    #[doc = "  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread"]
+    #[doc = "  count. params may be NULL only with teacher_probs (teacher_scale has no default)."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params, teacher"]
+    #[doc = "  given in both or neither form, indices given in DENSE mode or missing in SPARSE mode),"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_LAYOUT_UNSUPPORTED, DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet;"]
+    #[doc = "  newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the argument."]
+    pub fn dsa_indexer_loss(
+        context: *mut dsa_context_t,
+        params: *const dsa_indexer_loss_params_t,
+        index_q: *const dsa_tensor_t,
+        index_k: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        ks: *const dsa_tensor_t,
+        ke: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        teacher_q: *const dsa_tensor_t,
+        teacher_k: *const dsa_tensor_t,
+        teacher_probs: *const dsa_tensor_t,
+        loss: *const dsa_tensor_t,
+        row_loss: *const dsa_tensor_t,
+        d_index_q: *const dsa_tensor_t,
+        d_index_k: *const dsa_tensor_t,
+        d_weights: *const dsa_tensor_t,
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }
