@@ -11,55 +11,26 @@ Usage: python3 bench/sparse_attention_gpu.py path/to/libdsa.so [--json FILE] [--
 (--sm90 also times the opt-in sm_90a kernel, DSA_CUDA_SM90_ATTENTION=1, on its shapes)
 """
 import ctypes
-import json
 import os
 import sys
 
 import torch
 
+import gpu_bench
+from gpu_bench import finish, l2_flusher, open_library, tensor_of
+
 torch.backends.cuda.matmul.allow_tf32 = False  # the f32 check reference must be f32
 
-DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_U8, DSA_DTYPE_I32, DSA_DEVICE_CUDA = 1, 3, 5, 6, 2
+DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_U8, DSA_DTYPE_I32 = 1, 3, 5, 6
 SCALE = 0.13523378  # DeepSeek-V3.2
-
-
-class Tensor(ctypes.Structure):
-    _fields_ = [("data", ctypes.c_void_p), ("ndim", ctypes.c_int32), ("dtype", ctypes.c_int32),
-                ("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32),
-                ("shape", ctypes.c_int64 * 8), ("strides", ctypes.c_int64 * 8)]
-
-
-class ContextOptions(ctypes.Structure):
-    _fields_ = [("struct_size", ctypes.c_uint32), ("device_type", ctypes.c_int32),
-                ("device_id", ctypes.c_int32), ("num_threads", ctypes.c_int32)]
 
 
 class AttentionParams(ctypes.Structure):
     _fields_ = [("struct_size", ctypes.c_uint32), ("scale", ctypes.c_float), ("d_v", ctypes.c_int32)]
 
 
-def tensor_of(t, dtype):
-    view = Tensor(t.data_ptr(), t.dim(), dtype, DSA_DEVICE_CUDA, t.device.index or 0)
-    for axis in range(t.dim()):
-        view.shape[axis] = t.shape[axis]
-        view.strides[axis] = t.stride(axis)
-    return view
-
-
 def median_ms(run, flush, repeats=10):
-    for _ in range(2):
-        run()
-    times = []
-    for _ in range(repeats):
-        flush()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    times.sort()
-    return times[len(times) // 2]
+    return gpu_bench.median_ms(run, flush, repeats, 2)
 
 
 def torch_attention(q, kv, indices, d_v, chunk, dtype=torch.bfloat16):
@@ -105,20 +76,13 @@ def fp8_cache(pages, generator):
 
 
 def main():
-    lib = ctypes.CDLL(sys.argv[1])
-    lib.dsa_last_error_message.restype = ctypes.c_char_p
+    lib, context = open_library(sys.argv[1])
     quick = "--quick" in sys.argv
-    options = ContextOptions()
-    lib.dsa_context_options_init(ctypes.byref(options))
-    options.device_type = DSA_DEVICE_CUDA
-    context = ctypes.c_void_p()
-    assert lib.dsa_context_create(ctypes.byref(context), ctypes.byref(options)) == 0, lib.dsa_last_error_message()
     params = AttentionParams()
     lib.dsa_sparse_attention_params_init(ctypes.byref(params))
     params.scale = SCALE
     params.d_v = 512
-    flush_buffer = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-    flush = lambda: flush_buffer.fill_(1)
+    flush = l2_flusher()
     stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
     generator = torch.Generator(device="cuda")
     generator.manual_seed(0)
@@ -169,7 +133,6 @@ def main():
             errors = check(out, lse, q, kv, indices, 128)
             report(name + " sm90", median_ms(ours, flush), torch_ms, 2 * heads * s_q * k * (576 + 512), 0, errors)
             del os.environ["DSA_CUDA_SM90_ATTENTION"]
-        del q, kv, indices, out, lse
 
     # ---- Decode: q [B, s_q, H, 576] over a paged FP8 (or bf16) cache, slots in each sequence's pages ----
     decode_cases = [(128, 2, 128, 2048, True), (128, 2, 64, 2048, True), (128, 2, 16, 2048, True),
@@ -215,14 +178,8 @@ def main():
             report(name + " sm90", median_ms(ours, flush), torch_ms, 2 * heads * rows * k * (576 + 512),
                    unique_bytes, errors)
             del os.environ["DSA_CUDA_SM90_ATTENTION"]
-        del cache, dequantised, q, out, lse, slots
 
-    if "--json" in sys.argv:
-        with open(sys.argv[sys.argv.index("--json") + 1], "w") as out_file:
-            for row in results:
-                out_file.write(json.dumps(row) + "\n")
-    lib.dsa_context_destroy(context)
-    return 0 if all(row["checked"] for row in results) else 1
+    return finish(lib, context, results)
 
 
 if __name__ == "__main__":

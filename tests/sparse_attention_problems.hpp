@@ -194,6 +194,18 @@ inline void check_close(const Problem& p, const Result& got, const Result& want)
     if (p.use_max_logits && !p.paged) check_values(got.max_logits, want.max_logits);
 }
 
+// Runs check(p) for the combinations of the optional inputs: sink, topk_length, max_logits.
+template <typename Check>
+void for_each_variant(Problem p, Check check) {
+    for (int variant = 0; variant < 4; ++variant) {
+        p.use_sink = variant & 1;
+        p.use_lengths = variant & 2;
+        p.use_max_logits = variant != 2;
+        CAPTURE(variant);
+        check(p);
+    }
+}
+
 inline bool same_bits(const Result& a, const Result& b) {
     return a.out == b.out && std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * 4) == 0 &&
            std::memcmp(a.max_logits.data(), b.max_logits.data(), a.max_logits.size() * 4) == 0;
