@@ -468,12 +468,19 @@ DSA_API dsa_status_t dsa_sparse_attention_params_init(dsa_sparse_attention_param
  *  NULL. Any H_q >= 1, d_qk >= 1, k >= 0 (k = 0: every row has no valid index).
  *  Layout: the last dimension of q, kv and out must be contiguous; every other stride is free.
  *  Outputs must not overlap each other or any input.
- *  Results are bitwise identical for any number of CPU threads.
+ *  Results are bitwise identical for any number of CPU threads, and run to run on CUDA.
+ *  CUDA: runs on `stream` with no host synchronisation. A generic kernel (mma.sync, sm_80+) takes
+ *  every shape with d_qk <= 1024 and any strides; rows too few to fill the GPU split their index
+ *  list over several CTAs, whose partials live in scratch allocated and freed on `stream`
+ *  (cudaMallocAsync / cudaFreeAsync; if that allocation is refused the call runs unsplit).
+ *  Setting DSA_CUDA_SM90_ATTENTION=1 in the environment selects the Hopper kernel (sm_90a wgmma)
+ *  for d_qk 576, d_v 512, H_q a multiple of 64 and 16-byte aligned q, kv and out rows; it is
+ *  opt-in until validated on hardware (bench/NOTES.md).
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not
  *  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,
  *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
- *  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet),
- *  DSA_STATUS_OUT_OF_MEMORY. */
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors with d_qk > 1024, or a shape needing more shared memory
+ *  per block than the device has), DSA_STATUS_OUT_OF_MEMORY, DSA_STATUS_CUDA_ERROR. */
 DSA_API dsa_status_t dsa_sparse_attention(dsa_context_t* context,
                                           const dsa_sparse_attention_params_t* params,
                                           const dsa_tensor_t* q, const dsa_tensor_t* kv,
@@ -493,6 +500,8 @@ DSA_API dsa_status_t dsa_sparse_attention(dsa_context_t* context,
  *  out bf16 [B, s_q, H_q, d_v]; lse f32 [B, s_q, H_q] (natural log, sink excluded).
  *  Layout: the last dimension of q, kv_cache and out must be contiguous; pages and tokens within a
  *  page may have any strides. Outputs must not overlap each other or any input.
+ *  CUDA: as dsa_sparse_attention; FP8 entries are dequantised in the kernel (once per entry and
+ *  CTA, codes times their group's f32 scale rounded once to bf16).
  *  Statuses as dsa_sparse_attention. */
 DSA_API dsa_status_t dsa_sparse_attention_paged(dsa_context_t* context,
                                                 const dsa_sparse_attention_params_t* params,
@@ -589,11 +598,14 @@ DSA_API dsa_status_t dsa_attention_workspace_size(const dsa_context_t* context,
  *  attention must describe the same queries (S_q rows) and tokens (S_kv rows of index_k and kv).
  *  selected: NULL, or int32 [S_q, k] that receives the token indices the attention used.
  *  Everything is validated before anything runs: an error leaves every output untouched.
- *  workspace: NULL (host scratch is allocated for the call) or at least
- *  dsa_attention_workspace_size bytes, aligned to 16 bytes. attention_params must not be NULL
- *  (its scale has no default); the other params may be.
+ *  workspace: NULL (the call allocates its scratch: host memory for CPU tensors; for CUDA
+ *  tensors device memory allocated and freed on `stream`, cudaMallocAsync / cudaFreeAsync) or at
+ *  least dsa_attention_workspace_size bytes on the tensors' device, aligned to 16 bytes; it
+ *  starts with the selected indices. attention_params must not be NULL (its scale has no
+ *  default); the other params may be.
+ *  CUDA: the stages run on `stream` with no host synchronisation.
  *  Returns the statuses of its parts, DSA_STATUS_WORKSPACE_TOO_SMALL, and DSA_STATUS_UNSUPPORTED
- *  for CUDA tensors (not implemented yet). */
+ *  for CUDA tensors while dsa_indexer_topk has no CUDA backend. */
 DSA_API dsa_status_t dsa_attention(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
                                    const dsa_topk_params_t* topk_params,
                                    const dsa_sparse_attention_params_t* attention_params,

@@ -3,13 +3,21 @@
 #include <string>
 #include <vector>
 
+#ifdef DSA_HAVE_CUDA
+#include "../stream_buffer.hpp"
+#endif
+
 namespace dsa {
 namespace {
 
 // Where the selected indices live: the caller's `selected` tensor, the head of the workspace, or
-// a buffer of our own; shaped [rows, k] (prefill) or [B, s_q, k] (paged, as attention wants).
+// a buffer of our own (host memory for CPU contexts, stream-ordered device memory for CUDA
+// ones); shaped [rows, k] (prefill) or [B, s_q, k] (paged, as attention wants).
 struct SelectionBuffer {
     std::vector<int32_t> owned;
+#ifdef DSA_HAVE_CUDA
+    StreamBuffer device_owned;
+#endif
     TensorView flat;      // [rows, k]
     TensorView attended;  // the view sparse attention reads
     Workspace rest;       // what is left of the workspace for the fused indexer + top-k
@@ -17,7 +25,7 @@ struct SelectionBuffer {
 
 // q: the (validated) indexer queries, whose [B, n_next] shape the paged view takes.
 Status place_selection(const Context& context, const TensorView* q, bool paged, int64_t rows, int64_t columns,
-                       const TopkConfig& topk, const TensorView* selected, Workspace workspace,
+                       const TopkConfig& topk, const TensorView* selected, Workspace workspace, Stream stream,
                        SelectionBuffer* buffer) {
     const int64_t index_bytes = rows * topk.k * static_cast<int64_t>(sizeof(int32_t));
     if (workspace.data != nullptr) {
@@ -47,9 +55,17 @@ Status place_selection(const Context& context, const TensorView* q, bool paged, 
         buffer->flat.strides[1] = 1;
         if (workspace.data != nullptr) {
             buffer->flat.data = workspace.data;
-        } else {
+        } else if (context.device() == DeviceType::cpu) {
             buffer->owned.resize(static_cast<size_t>(rows * topk.k));
             buffer->flat.data = buffer->owned.data();
+        } else if (index_bytes > 0) {
+#ifdef DSA_HAVE_CUDA
+            DSA_TRY(buffer->device_owned.allocate(context, index_bytes, stream));
+            buffer->flat.data = buffer->device_owned.data();
+#else
+            (void)stream;
+            return cuda_not_built();
+#endif
         }
     }
     buffer->rest = Workspace{};
@@ -90,7 +106,7 @@ Status attention(Context& context, const TopkConfig& topk, const SparseAttention
                              &indexer_problem));
     SelectionBuffer buffer;
     DSA_TRY(place_selection(context, attention.q, false, indexer_problem.rows, indexer_problem.columns, topk, selected,
-                            workspace, &buffer));
+                            workspace, stream, &buffer));
     SparseAttentionProblem attention_problem;
     DSA_TRY(describe_sparse_attention(context, config, attention.q, attention.kv, &buffer.attended, attention.attn_sink,
                                       nullptr, attention.out, attention.lse, nullptr, &attention_problem));
@@ -116,7 +132,7 @@ Status attention_paged(Context& context, const TopkConfig& topk, const SparseAtt
                                    indexer.context_lens, max_pages * kIndexerPageTokens, &indexer_problem));
     SelectionBuffer buffer;
     DSA_TRY(place_selection(context, indexer.q, true, indexer_problem.rows, indexer_problem.columns, topk, selected,
-                            workspace, &buffer));
+                            workspace, stream, &buffer));
     SparseAttentionProblem attention_problem;
     DSA_TRY(describe_sparse_attention_paged(context, config, attention.q, attention.kv, &buffer.attended,
                                             attention.attn_sink, nullptr, attention.out, attention.lse,

@@ -132,10 +132,10 @@ Status run_sparse_attention(Context& context, const SparseAttentionProblem& prob
         cpu::sparse_attention(context, problem);
         return Status::success();
     }
-    (void)stream;
 #ifdef DSA_HAVE_CUDA
-    return {StatusCode::unsupported, "sparse_attention: the CUDA backend of this op is not implemented yet"};
+    return cuda::sparse_attention(context, problem, stream);
 #else
+    (void)stream;
     return cuda_not_built();
 #endif
 }

@@ -1044,12 +1044,19 @@ extern "C" {
     #[doc = "  NULL. Any H_q >= 1, d_qk >= 1, k >= 0 (k = 0: every row has no valid index)."]
     #[doc = "  Layout: the last dimension of q, kv and out must be contiguous; every other stride is free."]
     #[doc = "  Outputs must not overlap each other or any input."]
-    #[doc = "  Results are bitwise identical for any number of CPU threads."]
+    #[doc = "  Results are bitwise identical for any number of CPU threads, and run to run on CUDA."]
+    #[doc = "  CUDA: runs on `stream` with no host synchronisation. A generic kernel (mma.sync, sm_80+) takes"]
+    #[doc = "  every shape with d_qk <= 1024 and any strides; rows too few to fill the GPU split their index"]
+    #[doc = "  list over several CTAs, whose partials live in scratch allocated and freed on `stream`"]
+    #[doc = "  (cudaMallocAsync / cudaFreeAsync; if that allocation is refused the call runs unsplit)."]
+    #[doc = "  Setting DSA_CUDA_SM90_ATTENTION=1 in the environment selects the Hopper kernel (sm_90a wgmma)"]
+    #[doc = "  for d_qk 576, d_v 512, H_q a multiple of 64 and 16-byte aligned q, kv and out rows; it is"]
+    #[doc = "  opt-in until validated on hardware (bench/NOTES.md)."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not"]
     #[doc = "  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,"]
     #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
-    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not implemented yet),"]
-    #[doc = "  DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors with d_qk > 1024, or a shape needing more shared memory"]
+    #[doc = "  per block than the device has), DSA_STATUS_OUT_OF_MEMORY, DSA_STATUS_CUDA_ERROR."]
     pub fn dsa_sparse_attention(
         context: *mut dsa_context_t,
         params: *const dsa_sparse_attention_params_t,
@@ -1076,6 +1083,8 @@ extern "C" {
     #[doc = "  out bf16 [B, s_q, H_q, d_v]; lse f32 [B, s_q, H_q] (natural log, sink excluded)."]
     #[doc = "  Layout: the last dimension of q, kv_cache and out must be contiguous; pages and tokens within a"]
     #[doc = "  page may have any strides. Outputs must not overlap each other or any input."]
+    #[doc = "  CUDA: as dsa_sparse_attention; FP8 entries are dequantised in the kernel (once per entry and"]
+    #[doc = "  CTA, codes times their group's f32 scale rounded once to bf16)."]
     #[doc = "  Statuses as dsa_sparse_attention."]
     pub fn dsa_sparse_attention_paged(
         context: *mut dsa_context_t,
@@ -1207,11 +1216,14 @@ extern "C" {
     #[doc = "  attention must describe the same queries (S_q rows) and tokens (S_kv rows of index_k and kv)."]
     #[doc = "  selected: NULL, or int32 [S_q, k] that receives the token indices the attention used."]
     #[doc = "  Everything is validated before anything runs: an error leaves every output untouched."]
-    #[doc = "  workspace: NULL (host scratch is allocated for the call) or at least"]
-    #[doc = "  dsa_attention_workspace_size bytes, aligned to 16 bytes. attention_params must not be NULL"]
-    #[doc = "  (its scale has no default); the other params may be."]
+    #[doc = "  workspace: NULL (the call allocates its scratch: host memory for CPU tensors; for CUDA"]
+    #[doc = "  tensors device memory allocated and freed on `stream`, cudaMallocAsync / cudaFreeAsync) or at"]
+    #[doc = "  least dsa_attention_workspace_size bytes on the tensors' device, aligned to 16 bytes; it"]
+    #[doc = "  starts with the selected indices. attention_params must not be NULL (its scale has no"]
+    #[doc = "  default); the other params may be."]
+    #[doc = "  CUDA: the stages run on `stream` with no host synchronisation."]
     #[doc = "  Returns the statuses of its parts, DSA_STATUS_WORKSPACE_TOO_SMALL, and DSA_STATUS_UNSUPPORTED"]
-    #[doc = "  for CUDA tensors (not implemented yet)."]
+    #[doc = "  for CUDA tensors while dsa_indexer_topk has no CUDA backend."]
     pub fn dsa_attention(
         context: *mut dsa_context_t,
         indexer_params: *const dsa_indexer_params_t,

@@ -1,0 +1,185 @@
+// What every sparse attention kernel shares: the arguments resolved from a validated problem,
+// the index rules (which positions count, which slots are valid, where an entry lives), the
+// work item of a CTA, and the final softmax statistics. Scores are kept in log2 units
+// (s2 = log2(e) * scale * q.k) so the softmax uses exp2.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "../../core/ops/sparse_attention.hpp"
+
+namespace dsa::cuda::attention {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+inline constexpr float kLn2 = 0.6931471805599453f;
+
+// Pointers, layouts and sizes of one call. Element offsets come from the tensors' own strides;
+// KV entries are addressed in bytes: entry(slot) = kv + (slot / page_size) * page_stride +
+// (slot % page_size) * token_stride (prefill: one page holding every token).
+struct Arguments {
+    const uint16_t* q;
+    RowLayout q_rows;  // (row * heads + head) -> element offset of that head's vector
+    const uint8_t* kv;
+    int64_t page_size, page_stride, token_stride;
+    int64_t num_slots;
+    const int32_t* indices;
+    RowLayout index_rows;
+    int64_t index_stride;
+    const int32_t* topk_length;  // NULL: every row counts all topk positions
+    RowLayout length_layout;
+    const float* sink;  // NULL: no attention sink
+    int64_t sink_stride;
+    uint16_t* out;
+    RowLayout out_rows;  // (row * heads + head) -> element offset
+    float* lse;
+    RowLayout lse_rows;
+    int64_t lse_stride;
+    float* max_logits;  // NULL: not requested
+    RowLayout max_rows;
+    int64_t max_stride;
+    // Split-k scratch (NULL when unsplit): O [splits][rows * heads][d_v] before normalisation,
+    // then (max, sum) [splits][rows * heads][2].
+    float* partial_out;
+    float* partial_stats;
+    int64_t rows, heads, topk, d_qk, d_v;
+    int64_t split_positions;  // index positions per split
+    int32_t splits;
+    int32_t groups;  // head groups per row (the kernel's head tile)
+    float scale_log2;
+    bool fp8;
+    bool q_aligned;   // every q head vector starts 16-byte aligned and d_qk % 8 == 0
+    bool kv_aligned;  // every entry starts 16-byte aligned (bf16: and d_qk % 8 == 0)
+    bool out_pairs;   // out can be written two bf16 at a time (4-byte aligned, d_v even)
+};
+
+// The positions of the index list a row counts: all k, or its topk_length clamped to [0, k].
+__device__ __forceinline__ int64_t counted_positions(const Arguments& a, int64_t row) {
+    if (a.topk_length == nullptr) return a.topk;
+    const int64_t length = a.topk_length[a.length_layout.offset(row)];
+    return length < 0 ? 0 : (length > a.topk ? a.topk : length);
+}
+
+// Byte offset of a slot's entry, or -1 for a slot that is skipped (never read).
+__device__ __forceinline__ int64_t entry_offset(const Arguments& a, int64_t slot) {
+    if (slot < 0 || slot >= a.num_slots) return -1;
+    return (slot / a.page_size) * a.page_stride + (slot % a.page_size) * a.token_stride;
+}
+
+// The entry offset of position `position` of a row's index list (-1: skipped), given the
+// row's first index element and the row's end of counted positions.
+__device__ __forceinline__ int64_t position_offset(const Arguments& a, int64_t index_base, int64_t position,
+                                                   int64_t end) {
+    if (position >= end) return -1;
+    return entry_offset(a, a.indices[index_base + position * a.index_stride]);
+}
+
+// The work of one CTA: grid x enumerates (row, split, head group), head groups fastest so the
+// CTAs that gather the same entries run side by side (and share L2).
+struct WorkItem {
+    int64_t row;
+    int32_t split;
+    int32_t group;
+    int64_t begin, end;  // index positions [begin, end) of the row (end <= begin: nothing)
+};
+
+__device__ __forceinline__ WorkItem work_item(const Arguments& a) {
+    WorkItem item;
+    const int64_t x = blockIdx.x;
+    item.group = static_cast<int32_t>(x % a.groups);
+    const int64_t rest = x / a.groups;
+    item.split = static_cast<int32_t>(rest % a.splits);
+    item.row = rest / a.splits;
+    const int64_t counted = counted_positions(a, item.row);
+    item.begin = static_cast<int64_t>(item.split) * a.split_positions;
+    const int64_t split_end = item.begin + a.split_positions;
+    item.end = counted < split_end ? counted : split_end;
+    return item;
+}
+
+// Final statistics of one (row, head) from its running max (log2 units, -inf when nothing was
+// valid) and sum of exp2(s2 - max): 1 / the softmax denominator (the sink joins it), the lse
+// (natural log, sink excluded) and the max logit.
+struct RowResult {
+    float inverse_denominator;
+    float lse;
+    float max_logit;
+};
+
+__device__ __forceinline__ RowResult finish_row(const Arguments& a, int64_t head, float max_log2, float sum) {
+    if (max_log2 == -INFINITY) return {0.0f, INFINITY, -INFINITY};
+    float denominator = sum;
+    if (a.sink != nullptr) denominator += exp2f(a.sink[head * a.sink_stride] * kLog2e - max_log2);
+    return {1.0f / denominator, (max_log2 + log2f(sum)) * kLn2, max_log2 * kLn2};
+}
+
+__device__ __forceinline__ void store_statistics(const Arguments& a, int64_t row, int64_t head, const RowResult& result) {
+    a.lse[a.lse_rows.offset(row) + head * a.lse_stride] = result.lse;
+    if (a.max_logits != nullptr) a.max_logits[a.max_rows.offset(row) + head * a.max_stride] = result.max_logit;
+}
+
+// Writes lse and max_logits of a finished (row, head) (unsplit) or its (max, sum) (split).
+__device__ __forceinline__ void write_row_statistics(const Arguments& a, const WorkItem& item, int64_t head,
+                                                     float max_log2, float sum) {
+    if (a.partial_out != nullptr) {
+        float* stats = a.partial_stats + ((item.split * a.rows + item.row) * a.heads + head) * 2;
+        stats[0] = max_log2;
+        stats[1] = sum;
+        return;
+    }
+    store_statistics(a, item.row, head, finish_row(a, head, max_log2, sum));
+}
+
+// ---- Small PTX wrappers shared by the kernels (sm_80+) -----------------------------------------
+
+__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// 16-byte global -> shared copy; `bytes` 0 writes zeros without reading `source`.
+__device__ __forceinline__ void copy_async_16(uint32_t destination, const void* source, uint32_t bytes) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(destination), "l"(source),
+                 "r"(bytes)
+                 : "memory");
+}
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int Pending>
+__device__ __forceinline__ void copy_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
+    uint32_t packed;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(high), "f"(low));
+    return packed;
+}
+
+// Two e4m3 codes (low byte first) times `scale`, rounded once to a bf16 pair (low code in the
+// low half). NaN codes stay NaN.
+__device__ __forceinline__ uint32_t dequantize_pair(uint32_t codes, float scale) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t packed;
+    asm("{\n"
+        ".reg .b32 halves;\n"
+        ".reg .b16 low, high;\n"
+        ".reg .f32 first, second;\n"
+        "cvt.rn.f16x2.e4m3x2 halves, %1;\n"
+        "mov.b32 {low, high}, halves;\n"
+        "cvt.f32.f16 first, low;\n"
+        "cvt.f32.f16 second, high;\n"
+        "mul.rn.f32 first, first, %2;\n"
+        "mul.rn.f32 second, second, %2;\n"
+        "cvt.rn.bf16x2.f32 %0, second, first;\n"
+        "}\n"
+        : "=r"(packed)
+        : "h"(static_cast<unsigned short>(codes & 0xffffu)), "f"(scale));
+    return packed;
+#else
+    return pack_bf16(decode_e4m3(static_cast<uint8_t>(codes & 0xffu)) * scale,
+                     decode_e4m3(static_cast<uint8_t>((codes >> 8) & 0xffu)) * scale);
+#endif
+}
+
+}  // namespace dsa::cuda::attention
