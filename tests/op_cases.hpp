@@ -155,12 +155,12 @@ inline Arg any_rank(Arg a) {
 
 inline Arg filled_f32(Arg a, uint32_t seed, float low = -1.0f, float high = 1.0f) {
     const std::vector<float> values = random_floats(static_cast<size_t>(a.numel()), seed, low, high);
-    std::memcpy(a.data(), values.data(), values.size() * sizeof(float));
+    if (!values.empty()) std::memcpy(a.data(), values.data(), values.size() * sizeof(float));
     return a;
 }
 inline Arg filled_bf16(Arg a, uint32_t seed) {
     const std::vector<uint16_t> values = to_bf16(random_floats(static_cast<size_t>(a.numel()), seed));
-    std::memcpy(a.data(), values.data(), values.size() * sizeof(uint16_t));
+    if (!values.empty()) std::memcpy(a.data(), values.data(), values.size() * sizeof(uint16_t));
     return a;
 }
 // e4m3 codes, never NaN.
@@ -175,7 +175,7 @@ inline Arg filled_codes(Arg a, uint32_t seed) {
 template <typename T> Arg filled(Arg a, const std::vector<T>& values) {
     REQUIRE(static_cast<int64_t>(values.size()) == a.numel());
     REQUIRE(sizeof(T) == dsa_dtype_size(a.tensor.dtype));
-    std::memcpy(a.data(), values.data(), values.size() * sizeof(T));
+    if (!values.empty()) std::memcpy(a.data(), values.data(), values.size() * sizeof(T));
     return a;
 }
 // FP8 MLA cache entries (DSA_SPEC 7.2): finite codes, power-of-two scales, bf16 rope part.
@@ -668,24 +668,33 @@ inline OpCase attention_paged_case(const CaseSize& s) {
     return c;
 }
 
+using OpCaseBuilder = std::function<OpCase(const CaseSize&)>;
+
 // Every tensor op of dsa.h, in header order.
+inline const std::vector<OpCaseBuilder>& op_case_builders() {
+    static const std::vector<OpCaseBuilder> builders = {
+        quantize_case,
+        dequantize_case,
+        hadamard_case,
+        topk_case,
+        indexer_logits_case,
+        indexer_logits_paged_case,
+        indexer_cache_write_case,
+        sparse_attention_case,
+        [](const CaseSize& s) { return sparse_attention_paged_case(s, false); },
+        [](const CaseSize& s) { return sparse_attention_paged_case(s, true); },
+        mla_cache_write_case,
+        indexer_topk_case,
+        indexer_topk_paged_case,
+        attention_case,
+        attention_paged_case,
+    };
+    return builders;
+}
+
 inline std::vector<OpCase> all_op_cases(const CaseSize& s) {
     std::vector<OpCase> cases;
-    cases.push_back(quantize_case(s));
-    cases.push_back(dequantize_case(s));
-    cases.push_back(hadamard_case(s));
-    cases.push_back(topk_case(s));
-    cases.push_back(indexer_logits_case(s));
-    cases.push_back(indexer_logits_paged_case(s));
-    cases.push_back(indexer_cache_write_case(s));
-    cases.push_back(sparse_attention_case(s));
-    cases.push_back(sparse_attention_paged_case(s, false));
-    cases.push_back(sparse_attention_paged_case(s, true));
-    cases.push_back(mla_cache_write_case(s));
-    cases.push_back(indexer_topk_case(s));
-    cases.push_back(indexer_topk_paged_case(s));
-    cases.push_back(attention_case(s));
-    cases.push_back(attention_paged_case(s));
+    for (const OpCaseBuilder& build : op_case_builders()) cases.push_back(build(s));
     return cases;
 }
 

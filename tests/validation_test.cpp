@@ -171,6 +171,10 @@ void break_tensor(OpCase& op, size_t i, Matrix& matrix, dsa_context_t* context) 
         m.tensors[j].data = shared.data();
         m.tensors[i].data = reinterpret_cast<char*>(shared.data()) + offset;
         matrix.expect(m, context);
+        // device_id is ignored for CPU tensors, so it cannot make the two memories distinct.
+        m.what += " (the other with CPU device_id 5)";
+        m.tensors[j].device_id = 5;
+        matrix.expect(m, context);
     }
 }
 
@@ -270,11 +274,21 @@ TEST_CASE("validation matrix: every op, every argument, every way to break it") 
         for (size_t i = 0; i < op.params.size(); ++i) break_params(op, i, matrix, context, baseline);
         std::vector<uint64_t> workspace;
         break_call(op, matrix, context, workspace);
+        // device_id is ignored for CPU tensors: any value gives the baseline's results.
+        for (size_t i = 0; i < op.args.size(); ++i) {
+            INFO(op.args[i].name << " with CPU device_id 5");
+            Tensors tensors = op.baseline_tensors();
+            dsa_tensor_t other_id = op.args[i].tensor;
+            other_id.device_id = 5;
+            tensors[i] = &other_id;
+            op.poison_outputs();
+            CHECK(op.call(context, op.baseline_params(), tensors, {}) == DSA_STATUS_SUCCESS);
+            CHECK(op.outputs() == baseline);
+        }
         // The baseline still gives the same bytes after all of that (nothing was left behind).
         op.poison_outputs();
         REQUIRE(op.run(context) == DSA_STATUS_SUCCESS);
         CHECK(op.outputs() == baseline);
-        MESSAGE(op.function << ": " << matrix.checked() << " bad calls answered");
         total += matrix.checked();
     }
     CHECK(total > 1000);
@@ -357,4 +371,74 @@ TEST_CASE("every *_params_init and context query rejects NULL, naming it") {
     CHECK_FAILS_WITH(dsa_context_create(&created, reinterpret_cast<dsa_context_options_t*>(newer.data())),
                      DSA_STATUS_UNSUPPORTED, "options");
     CHECK(created == nullptr);
+}
+
+TEST_CASE("inputs with stride-0 dimensions of huge extent: answered without overflow") {
+    // A stride-0 input spans one element whatever its extent, so extents up to 2^62 pass the
+    // tensor checks; the sizes derived from them (slots, pages * 64) must not overflow (UBSan in
+    // CI) and must not turn into reads. Only extents that do not set a loop count are listed.
+    struct Huge {
+        const char* function;
+        const char* arg;
+        std::vector<int> dims;
+    };
+    const Huge huge[] = {
+        {"dsa_sparse_attention", "kv", {0}},
+        {"dsa_sparse_attention_paged", "kv_cache", {0, 1}},
+        {"dsa_sparse_attention_paged (FP8 cache)", "kv_cache", {0, 1}},
+        {"dsa_topk", "block_table", {1}},
+        {"dsa_indexer_logits_paged", "k_cache", {0}},
+        {"dsa_indexer_logits_paged", "block_table", {1}},
+        {"dsa_indexer_topk_paged", "k_cache", {0}},
+        {"dsa_indexer_topk_paged", "block_table", {1}},
+        {"dsa_attention_paged", "index_k_cache", {0}},
+        {"dsa_attention_paged", "block_table", {1}},
+        {"dsa_attention_paged", "kv_cache", {0, 1}},
+    };
+    Context context(2);
+    std::vector<OpCase> cases = all_op_cases(CaseSize{});
+    int checked = 0;
+    for (OpCase& op : cases)
+        for (const Huge& h : huge) {
+            if (op.function != h.function) continue;
+            for (int64_t extent : {int64_t(1) << 31, int64_t(1) << 40, int64_t(1) << 62}) {
+                INFO(op.function << ": " << h.arg << " extent " << extent);
+                Arg& a = op.arg(h.arg);
+                const dsa_tensor_t saved = a.tensor;
+                for (int axis : h.dims) a.tensor.shape[axis] = extent, a.tensor.strides[axis] = 0;
+                op.poison_outputs();
+                const std::vector<std::vector<uint8_t>> poisoned = op.outputs();
+                const dsa_status_t status = op.run(context);
+                CHECK_MESSAGE((status == DSA_STATUS_SUCCESS || status == DSA_STATUS_SHAPE_MISMATCH),
+                              dsa_last_error_message());
+                if (status != DSA_STATUS_SUCCESS) CHECK(op.outputs() == poisoned);
+                a.tensor = saved;
+                ++checked;
+            }
+        }
+    CHECK(checked == 3 * 11);
+}
+
+TEST_CASE("block tables without pages (NULL data) make every slot -1") {
+    // Found by the fuzzer: an empty table's row address was computed from its NULL data.
+    Context context(2);
+    for (const char* function : {"dsa_topk", "dsa_indexer_topk_paged", "dsa_indexer_logits_paged", "dsa_attention_paged"}) {
+        INFO(function);
+        std::vector<OpCase> cases = all_op_cases(CaseSize{});
+        OpCase* op = nullptr;
+        for (OpCase& c : cases)
+            if (c.function == function) op = &c;
+        REQUIRE(op != nullptr);
+        Arg& table = op->arg("block_table");
+        table.tensor.shape[1] = 0;
+        table.tensor.data = nullptr;
+        op->poison_outputs();
+        REQUIRE_MESSAGE(op->run(context) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+        for (const char* name : {"indices", "slots", "selected"})
+            for (Arg& a : op->args)
+                if (a.name == name) {
+                    const int32_t* values = reinterpret_cast<const int32_t*>(a.data());
+                    CHECK(std::all_of(values, values + a.numel(), [](int32_t v) { return v == -1; }));
+                }
+    }
 }
