@@ -7,6 +7,7 @@
 // never rejected: hostile values give exactly the results of their in-range equivalents. Run
 // under ASan + UBSan in CI, so an out-of-bounds read on any of these paths fails too.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -441,4 +442,132 @@ TEST_CASE("block tables without pages (NULL data) make every slot -1") {
                     CHECK(std::all_of(values, values + a.numel(), [](int32_t v) { return v == -1; }));
                 }
     }
+}
+
+namespace {
+
+// Fills every element of a float (f32, bf16) or e4m3-code input with one special value.
+enum class Special { huge, tiny, infinite, nan, equal };
+bool fill_special(Arg& a, Special special) {
+    const int64_t count = a.numel();
+    const float f32 = special == Special::huge ? 3e38f
+                      : special == Special::tiny ? 1e-40f
+                      : special == Special::infinite ? INFINITY
+                      : special == Special::nan ? NAN
+                                                : 0.5f;
+    switch (a.tensor.dtype) {
+        case DSA_DTYPE_F32:
+            for (int64_t i = 0; i < count; ++i) {
+                const float value = special == Special::infinite && i % 2 ? -f32 : f32;
+                std::memcpy(a.data() + 4 * i, &value, 4);
+            }
+            return true;
+        case DSA_DTYPE_BF16:
+            for (int64_t i = 0; i < count; ++i) {
+                const uint16_t value = dsa::float_to_bf16(special == Special::infinite && i % 2 ? -f32 : f32);
+                std::memcpy(a.data() + 2 * i, &value, 2);
+            }
+            return true;
+        case DSA_DTYPE_FP8_E4M3: case DSA_DTYPE_U8: {
+            // e4m3: 448 (0x7e), the smallest subnormal (0x01), NaN (0x7f), 0.5 (0x30); no infinity.
+            const uint8_t code = special == Special::huge ? 0x7e
+                                 : special == Special::tiny ? 0x01
+                                 : special == Special::nan ? 0x7f
+                                 : special == Special::equal ? 0x30
+                                                             : 0x7e;
+            std::memset(a.data(), code, static_cast<size_t>(count));
+            return true;
+        }
+        default: return false;
+    }
+}
+
+// Inputs whose NaN makes every score of the op's selection NaN (in the one-call layer, "q" is
+// the attention's query, which the selection does not see).
+bool drives_scores(OpCase& op, const std::string& name) {
+    bool layer = false;
+    for (const Arg& a : op.args) layer = layer || a.name == "index_q";
+    const std::vector<std::string> scored =
+        layer ? std::vector<std::string>{"index_q", "index_weights", "index_k", "index_k_scale", "index_k_cache"}
+              : std::vector<std::string>{"scores", "q", "weights", "k", "k_scale", "k_cache"};
+    return std::find(scored.begin(), scored.end(), name) != scored.end();
+}
+bool is_selection(const std::string& name) { return name == "indices" || name == "slots" || name == "selected"; }
+
+}  // namespace
+
+TEST_CASE("numerical robustness: huge, tiny, infinite, NaN and all-equal inputs") {
+    // Every op accepts them (they are data), stays deterministic across thread counts, writes
+    // every output it owns, and never turns NaN into a valid-looking index: with NaN scores a
+    // selection holds only the forced sink and local tokens (n_sink = n_local = 1 here) and -1.
+    Context threaded(3), serial(1);
+    const CaseSize size{9, 70, 3};
+    int checked = 0;
+    for (const OpCaseBuilder& build : op_case_builders())
+        for (Special special : {Special::huge, Special::tiny, Special::infinite, Special::nan, Special::equal}) {
+            OpCase probe = build(size);
+            for (size_t i = 0; i < probe.args.size(); ++i) {
+                OpCase op = build(size);
+                Arg& a = op.args[i];
+                // Byte caches get the code in every byte: their scale fields then read as large floats.
+                if (a.role != Role::input || !fill_special(a, special)) continue;
+                INFO(op.function << ": " << a.name << " all special value " << static_cast<int>(special));
+                op.poison_outputs();
+                REQUIRE_MESSAGE(op.run(threaded) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+                const auto first = op.outputs();
+                op.poison_outputs();
+                REQUIRE(op.run(serial) == DSA_STATUS_SUCCESS);
+                CHECK(op.outputs() == first);
+                for (Arg& out : op.args) {
+                    if (out.role != Role::output || !is_selection(out.name)) continue;
+                    const int32_t* values = reinterpret_cast<const int32_t*>(out.data());
+                    const int64_t k = out.tensor.shape[out.tensor.ndim - 1];
+                    for (int64_t row = 0; row * k < out.numel(); ++row) {
+                        int64_t valid = 0;
+                        for (int64_t j = 0; j < k; ++j) {
+                            CHECK(values[row * k + j] >= -1);
+                            valid += values[row * k + j] >= 0;
+                        }
+                        if (special == Special::nan && drives_scores(op, a.name)) CHECK(valid <= 2);
+                    }
+                }
+                ++checked;
+            }
+        }
+    CHECK(checked > 150);
+}
+
+TEST_CASE("numerical robustness: NaN and Inf in quantisation and all-equal top-k rows") {
+    Context context(2);
+    // NaN and +-Inf never reach a scale: scales stay finite and positive, NaN stays a NaN code.
+    OpCase quantize = quantize_case(CaseSize{4, 40, 2});
+    float* x = reinterpret_cast<float*>(quantize.arg("x").data());
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[300] = NAN;
+    for (int i = 128; i < 256; ++i) x[i] = NAN;  // a group with no finite value
+    quantize.poison_outputs();
+    REQUIRE(quantize.run(context) == DSA_STATUS_SUCCESS);
+    const uint8_t* q = quantize.arg("q").data();
+    const float* scales = reinterpret_cast<const float*>(quantize.arg("scales").data());
+    for (int64_t g = 0; g < quantize.arg("scales").numel(); ++g) CHECK((std::isfinite(scales[g]) && scales[g] > 0));
+    CHECK((q[0] & 0x7f) == 0x7f);
+    CHECK(q[1] == 0x7e);  // +448
+    CHECK(q[2] == 0xfe);  // -448
+    CHECK((q[300] & 0x7f) == 0x7f);
+
+    // All-equal scores: ties go to the smallest indices, in every order, with and without windows.
+    std::vector<float> scores(3 * 50, 0.25f);
+    std::vector<int32_t> out(3 * 5, -7), starts = {0, 10, 45}, ends = {50, 13, 50};
+    dsa_tensor_t st = view(scores.data(), {3, 50}, DSA_DTYPE_F32), it = view(out.data(), {3, 5}, DSA_DTYPE_I32);
+    dsa_tensor_t rs = view(starts.data(), {3}, DSA_DTYPE_I32), re = view(ends.data(), {3}, DSA_DTYPE_I32);
+    for (dsa_topk_order_t order : {DSA_TOPK_ORDER_SCORE, DSA_TOPK_ORDER_INDEX}) {
+        const dsa_topk_params_t params = topk_params(5, order);
+        REQUIRE(dsa_topk(context, &params, &st, &rs, &re, nullptr, &it, nullptr) == DSA_STATUS_SUCCESS);
+        CHECK(out == std::vector<int32_t>{0, 1, 2, 3, 4, 10, 11, 12, -1, -1, 45, 46, 47, 48, 49});
+    }
+    // NaN rows: nothing is selected; -inf is least preferred but valid.
+    std::fill(scores.begin(), scores.begin() + 50, NAN);
+    std::fill(scores.begin() + 50, scores.begin() + 100, -INFINITY);
+    const dsa_topk_params_t params = topk_params(5, DSA_TOPK_ORDER_INDEX);
+    REQUIRE(dsa_topk(context, &params, &st, &rs, &re, nullptr, &it, nullptr) == DSA_STATUS_SUCCESS);
+    CHECK(std::vector<int32_t>(out.begin(), out.begin() + 10) == std::vector<int32_t>{-1, -1, -1, -1, -1, 10, 11, 12, -1, -1});
 }

@@ -45,7 +45,8 @@ int64_t span_elements(const dsa_tensor_t& t, int64_t* count) {
             return -1;
     }
     *count = elements;
-    return elements == 0 ? 0 : last + 1;
+    if (elements == 0) return 0;
+    return last == std::numeric_limits<int64_t>::max() ? -1 : last + 1;
 }
 
 int64_t pick_extent(FuzzedDataProvider& in, int64_t current) {
@@ -75,12 +76,13 @@ int64_t pick_stride(FuzzedDataProvider& in, int64_t current) {
 
 // Breaks one tensor descriptor.
 void mutate_descriptor(FuzzedDataProvider& in, dsa_tensor_t& t) {
-    const int axis = t.ndim > 0 ? in.ConsumeIntegralInRange(0, t.ndim - 1) : 0;
+    const int dims = t.ndim < 0 ? 0 : (t.ndim > DSA_MAX_DIMS ? DSA_MAX_DIMS : t.ndim);  // an earlier mutation may leave 9
+    const int axis = dims > 0 ? in.ConsumeIntegralInRange(0, dims - 1) : 0;
     switch (in.ConsumeIntegralInRange(0, 8)) {
         case 0: t.dtype = in.ConsumeIntegralInRange(-1, 9); break;
         case 1: t.ndim = in.ConsumeIntegralInRange(-1, 9); break;
-        case 2: if (t.ndim > 0) t.shape[axis] = pick_extent(in, t.shape[axis]); break;
-        case 3: if (t.ndim > 0) t.strides[axis] = pick_stride(in, t.strides[axis]); break;
+        case 2: if (dims > 0) t.shape[axis] = pick_extent(in, t.shape[axis]); break;
+        case 3: if (dims > 0) t.strides[axis] = pick_stride(in, t.strides[axis]); break;
         case 4: t.device_type = in.ConsumeIntegralInRange(0, 3); break;
         case 5: t.device_id = in.ConsumeIntegralInRange(-1, 1); break;
         case 6:  // misaligned (a 1-byte dtype cannot be; it would only read past its buffer)
