@@ -274,6 +274,12 @@ inline dsa_sparse_attention_params_t case_attention_params(int32_t d_v) {
     params.d_v = d_v;
     return params;
 }
+inline dsa_quantize_fp8_params_t case_quantize_params(dsa_scale_format_t format) {
+    dsa_quantize_fp8_params_t params;
+    REQUIRE(dsa_quantize_fp8_params_init(&params) == DSA_STATUS_SUCCESS);
+    params.scale_format = format;
+    return params;
+}
 inline dsa_indexer_params_t case_indexer_params() {
     dsa_indexer_params_t params;
     REQUIRE(dsa_indexer_params_init(&params) == DSA_STATUS_SUCCESS);
@@ -376,10 +382,7 @@ inline Arg attention_sink(uint32_t seed) {
 inline OpCase quantize_case(const CaseSize& s) {
     OpCase c;
     c.function = "dsa_quantize_fp8";
-    dsa_quantize_fp8_params_t params;
-    REQUIRE(dsa_quantize_fp8_params_init(&params) == DSA_STATUS_SUCCESS);
-    params.scale_format = DSA_SCALE_FORMAT_UE8M0;
-    c.params.push_back(make_params("params", params));
+    c.params.push_back(make_params("params", case_quantize_params(DSA_SCALE_FORMAT_UE8M0)));
     c.args.push_back(filled_f32(
         any_rank(contiguous(input("x", DSA_DTYPE_F32, {s.rows, 256}, {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F16}))),
         s.seed, -3.0f, 3.0f));
@@ -394,9 +397,7 @@ inline OpCase quantize_case(const CaseSize& s) {
 inline OpCase dequantize_case(const CaseSize& s) {
     OpCase c;
     c.function = "dsa_dequantize_fp8";
-    dsa_quantize_fp8_params_t params;
-    REQUIRE(dsa_quantize_fp8_params_init(&params) == DSA_STATUS_SUCCESS);
-    c.params.push_back(make_params("params", params));
+    c.params.push_back(make_params("params", case_quantize_params(DSA_SCALE_FORMAT_F32)));
     c.args.push_back(filled_codes(
         any_rank(contiguous(input("q", DSA_DTYPE_U8, {s.rows, 256}, {DSA_DTYPE_FP8_E4M3, DSA_DTYPE_U8}))), s.seed));
     c.args.push_back(filled_f32(any_rank(input("scales", DSA_DTYPE_F32, {s.rows, 2}, {DSA_DTYPE_F32})), s.seed + 1,
@@ -614,12 +615,23 @@ inline OpCase indexer_topk_paged_case(const CaseSize& s) {
     return c;
 }
 
-inline OpCase attention_case(const CaseSize& s) {
-    OpCase c;
-    c.function = "dsa_attention";
+// The one-call layer's three params structs and its workspace query.
+inline void add_layer_params(OpCase& c) {
     c.params.push_back(make_params("indexer_params", case_indexer_params()));
     c.params.push_back(make_params("topk_params", case_topk_params(64)));
     c.params.push_back(make_params("attention_params", case_attention_params(kCaseDv), true));
+}
+inline std::function<dsa_status_t(dsa_context_t*, size_t*)> layer_workspace_size(int64_t rows, int64_t tokens) {
+    return [rows, tokens](dsa_context_t* ctx, size_t* bytes) {
+        const dsa_topk_params_t topk = case_topk_params(64);
+        return dsa_attention_workspace_size(ctx, &topk, rows, tokens, bytes);
+    };
+}
+
+inline OpCase attention_case(const CaseSize& s) {
+    OpCase c;
+    c.function = "dsa_attention";
+    add_layer_params(c);
     add_indexer_prefill(c, s, "index_");
     c.args.push_back(attention_q({s.rows}, kCaseDqk, s.seed + 10));
     c.args.push_back(filled_bf16(contiguous(input("kv", DSA_DTYPE_BF16, {s.tokens, kCaseDqk}, {DSA_DTYPE_BF16})), s.seed + 11));
@@ -631,20 +643,14 @@ inline OpCase attention_case(const CaseSize& s) {
                              params_at<dsa_sparse_attention_params_t>(p, 2), t[0], t[1], t[2], t[3], t[4], t[5], t[6],
                              t[7], t[8], t[9], t[10], t[11], w.data, w.bytes, nullptr);
     };
-    const int64_t rows = s.rows, tokens = s.tokens;
-    c.workspace_size = [rows, tokens](dsa_context_t* ctx, size_t* bytes) {
-        const dsa_topk_params_t topk = case_topk_params(64);
-        return dsa_attention_workspace_size(ctx, &topk, rows, tokens, bytes);
-    };
+    c.workspace_size = layer_workspace_size(s.rows, s.tokens);
     return c;
 }
 
 inline OpCase attention_paged_case(const CaseSize& s) {
     OpCase c;
     c.function = "dsa_attention_paged";
-    c.params.push_back(make_params("indexer_params", case_indexer_params()));
-    c.params.push_back(make_params("topk_params", case_topk_params(64)));
-    c.params.push_back(make_params("attention_params", case_attention_params(kCaseDv), true));
+    add_layer_params(c);
     add_indexer_paged(c, s, "index_");
     const PagedShape shape = paged_shape(s);
     c.args.push_back(attention_q({shape.batch, shape.next_n}, kCaseDqk, s.seed + 10));
@@ -661,10 +667,7 @@ inline OpCase attention_paged_case(const CaseSize& s) {
                                    params_at<dsa_sparse_attention_params_t>(p, 2), t[0], t[1], t[2], t[3], t[4], t[5],
                                    t[6], t[7], t[8], t[9], t[10], w.data, w.bytes, nullptr);
     };
-    c.workspace_size = [shape](dsa_context_t* ctx, size_t* bytes) {
-        const dsa_topk_params_t topk = case_topk_params(64);
-        return dsa_attention_workspace_size(ctx, &topk, shape.rows(), shape.max_pages * kCasePageTokens, bytes);
-    };
+    c.workspace_size = layer_workspace_size(shape.rows(), shape.max_pages * kCasePageTokens);
     return c;
 }
 

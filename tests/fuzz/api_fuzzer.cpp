@@ -86,7 +86,7 @@ void mutate_descriptor(FuzzedDataProvider& in, dsa_tensor_t& t) {
         case 4: t.device_type = in.ConsumeIntegralInRange(0, 3); break;
         case 5: t.device_id = in.ConsumeIntegralInRange(-1, 1); break;
         case 6:  // misaligned (a 1-byte dtype cannot be; it would only read past its buffer)
-            if (dsa_dtype_size(t.dtype) > 1) t.data = static_cast<char*>(t.data) + in.ConsumeIntegralInRange(1, 3);
+            if (t.data != nullptr && dsa_dtype_size(t.dtype) > 1) t.data = static_cast<char*>(t.data) + in.ConsumeIntegralInRange(1, 3);
             break;
         case 7: t.data = nullptr; break;
         default:  // a new rank with contiguous extents
