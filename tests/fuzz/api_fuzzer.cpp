@@ -49,9 +49,15 @@ int64_t span_elements(const dsa_tensor_t& t, int64_t* count) {
     return last == std::numeric_limits<int64_t>::max() ? -1 : last + 1;
 }
 
+// current + step without overflow (an earlier mutation may have left INT64_MAX).
+int64_t grown(int64_t current, int64_t step) {
+    int64_t result = 0;
+    return __builtin_add_overflow(current, step, &result) ? std::numeric_limits<int64_t>::max() : result;
+}
+
 int64_t pick_extent(FuzzedDataProvider& in, int64_t current) {
     switch (in.ConsumeIntegralInRange(0, 7)) {
-        case 0: return current + 1;
+        case 0: return grown(current, 1);
         case 1: return current > 0 ? current - 1 : 0;
         case 2: return 0;
         case 3: return 1;
@@ -65,7 +71,7 @@ int64_t pick_extent(FuzzedDataProvider& in, int64_t current) {
 int64_t pick_stride(FuzzedDataProvider& in, int64_t current) {
     switch (in.ConsumeIntegralInRange(0, 6)) {
         case 0: return 0;
-        case 1: return current + in.ConsumeIntegralInRange(1, 9);  // padded rows
+        case 1: return grown(current, in.ConsumeIntegralInRange(1, 9));  // padded rows
         case 2: return -1;
         case 3: return 1;
         case 4: return int64_t(1) << in.ConsumeIntegralInRange(20, 62);
