@@ -224,7 +224,9 @@ bool byte_span(const TensorView& tensor, uintptr_t& first, uintptr_t& last) {
 
 Status require_disjoint(const TensorView& a, const char* a_name, const TensorView& b, const char* b_name) {
     uintptr_t a_first, a_last, b_first, b_last;
-    if (a.device != b.device || a.device_id != b.device_id || !byte_span(a, a_first, a_last) ||
+    // Different memories cannot overlap; device_id names one only on CUDA (it is ignored for CPU).
+    const bool same_memory = a.device == b.device && (a.device != DeviceType::cuda || a.device_id == b.device_id);
+    if (!same_memory || !byte_span(a, a_first, a_last) ||
         !byte_span(b, b_first, b_last) || a_last <= b_first || b_last <= a_first)
         return Status::success();
     return {StatusCode::layout_unsupported,

@@ -14,7 +14,9 @@ dsa_status_t dsa_attention_workspace_size(const dsa_context_t* context, const ds
         TopkConfig topk;
         DSA_TRY(capi::read_topk_config(topk_params, "topk_params", &topk));
         DSA_TRY(validate_topk_config(topk));
-        *bytes = static_cast<size_t>(attention_workspace_bytes(*context->impl, num_queries, num_tokens, topk.k));
+        const int64_t needed = attention_workspace_bytes(*context->impl, num_queries, num_tokens, topk.k);
+        if (needed < 0) return capi::size_overflow();
+        *bytes = static_cast<size_t>(needed);
         return Status::success();
     });
 }

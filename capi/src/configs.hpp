@@ -29,5 +29,7 @@ Status open_fused_call(dsa_context_t* context, const dsa_indexer_params_t* index
                        FusedCall* call);
 // The arguments every *_workspace_size query checks.
 Status check_size_query(const dsa_context_t* context, int64_t num_queries, int64_t num_tokens, const size_t* bytes);
+// What a *_workspace_size query answers when the size does not fit int64.
+Status size_overflow();
 
 }  // namespace dsa::capi

@@ -31,13 +31,19 @@ Status capi::check_size_query(const dsa_context_t* context, int64_t num_queries,
     return Status::success();
 }
 
+Status capi::size_overflow() {
+    return {StatusCode::shape_mismatch, "num_queries, num_tokens: the workspace size does not fit int64 bytes"};
+}
+
 extern "C" {
 
 dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries, int64_t num_tokens,
                                              size_t* bytes) {
     return capi::guarded([&]() -> Status {
         DSA_TRY(capi::check_size_query(context, num_queries, num_tokens, bytes));
-        *bytes = static_cast<size_t>(indexer_topk_workspace_bytes(*context->impl, num_queries, num_tokens));
+        const int64_t needed = indexer_topk_workspace_bytes(*context->impl, num_queries, num_tokens);
+        if (needed < 0) return capi::size_overflow();
+        *bytes = static_cast<size_t>(needed);
         return Status::success();
     });
 }

@@ -38,7 +38,10 @@ void indexer_topk(Context& context, const IndexerProblem& indexer, const TopkCon
                     std::copy(tokens.begin(), tokens.end(), indices_out + row * indices_row_stride);
                 if (slots_out != nullptr) {
                     const TensorView& table = indexer.block_table;
-                    const int32_t* entries = table.as<const int32_t>() + indexer.sequence(row) * table.strides[0];
+                    // A table without pages may have NULL data: no row address then (slots are -1).
+                    const int32_t* entries = indexer.max_pages > 0
+                                                 ? table.as<const int32_t>() + indexer.sequence(row) * table.strides[0]
+                                                 : nullptr;
                     int32_t* slots = slots_out + row * slots_row_stride;
                     for (int64_t i = 0; i < config.k; ++i)
                         slots[i] = translate_topk_slot(tokens[i], entries, table.strides[1], indexer.max_pages,

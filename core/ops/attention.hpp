@@ -9,7 +9,8 @@
 namespace dsa {
 
 // Scratch bytes of dsa_attention(_paged) for `rows` query rows over `columns` key tokens:
-// the selected indices (rows * k int32) followed by the fused indexer + top-k scratch.
+// the selected indices (rows * k int32) followed by the fused indexer + top-k scratch; -1 when
+// the count does not fit int64.
 int64_t attention_workspace_bytes(const Context& context, int64_t rows, int64_t columns, int64_t k);
 
 struct IndexerInputs {

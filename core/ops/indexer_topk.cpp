@@ -26,10 +26,14 @@ Status check_selection_output(Context& context, const TensorView* out, const cha
 }
 
 Status check_workspace(const Context& context, const IndexerProblem& problem, Workspace workspace) {
+    // Checked even without a workspace: the call then allocates this much itself.
+    const int64_t needed = indexer_topk_workspace_bytes(context, problem.rows, problem.columns);
+    if (needed < 0)
+        return {StatusCode::shape_mismatch, "q: a tile of " + std::to_string(problem.columns) +
+                                                "-token logit rows does not fit int64 bytes"};
     if (workspace.data == nullptr) return Status::success();
     if (reinterpret_cast<uintptr_t>(workspace.data) % 16 != 0)
         return {StatusCode::layout_unsupported, "workspace: must be aligned to 16 bytes"};
-    const int64_t needed = indexer_topk_workspace_bytes(context, problem.rows, problem.columns);
     if (workspace.bytes >= needed) return Status::success();
     return {StatusCode::workspace_too_small, "workspace: " + std::to_string(workspace.bytes) + " bytes given, " +
                                                  std::to_string(needed) +
@@ -61,7 +65,11 @@ Status run(Context& context, const IndexerProblem& problem, const TopkConfig& co
 
 int64_t indexer_topk_workspace_bytes(const Context& context, int64_t rows, int64_t columns) {
     if (rows <= 0 || columns <= 0) return 0;
-    return cpu::indexer_topk_tile_rows(context, rows, columns) * columns * static_cast<int64_t>(sizeof(float));
+    int64_t bytes = 0;
+    if (__builtin_mul_overflow(cpu::indexer_topk_tile_rows(context, rows, columns), columns, &bytes) ||
+        __builtin_mul_overflow(bytes, static_cast<int64_t>(sizeof(float)), &bytes))
+        return -1;
+    return bytes;
 }
 
 Status indexer_topk(Context& context, const TopkConfig& config, const TensorView* q, const TensorView* weights,

@@ -9,7 +9,7 @@
 namespace dsa {
 
 // Scratch bytes the fused op needs for `rows` query rows over `columns` key tokens on the
-// context's device (0 when it needs none).
+// context's device (0 when it needs none); -1 when the count does not fit int64.
 int64_t indexer_topk_workspace_bytes(const Context& context, int64_t rows, int64_t columns);
 
 // A caller-provided scratch buffer (data NULL: the op allocates its own).

@@ -99,7 +99,8 @@ inline void translate_topk_row(const TopkProblem& problem, int64_t row, int32_t*
     if (!problem.has_block_table) return;
     const TensorView& table = problem.block_table;
     const int64_t table_row = row / (problem.rows / problem.block_rows);
-    const int32_t* entries = table.as<const int32_t>() + table_row * table.strides[0];
+    // A table without pages may have NULL data: no row address then (every slot becomes -1).
+    const int32_t* entries = problem.max_pages > 0 ? table.as<const int32_t>() + table_row * table.strides[0] : nullptr;
     for (int64_t i = 0; i < problem.config.k; ++i)
         tokens[i] = translate_topk_slot(tokens[i], entries, table.strides[1], problem.max_pages, problem.config.page_size);
 }
