@@ -2,7 +2,8 @@
 // pipeline, the ReLU * weight / head-sum / key-scale epilogue in registers.
 //
 // The MMA's N = 128 columns are query rows x heads (128 / H_I rows, 2 at H_I = 64); the keys are
-// the M side, 64 tokens per warpgroup; K = D_I, read in 32-byte steps from swizzled shared rows.
+// the M side, 64 tokens per warpgroup; K = D_I (a multiple of 128), in 128-byte chunks that TMA
+// writes with the 128-byte swizzle wgmma reads, 4 MMAs of K = 32 per chunk.
 // A CUDA block has 4 math warpgroups, one producer warp (TMA) and one warp that writes -inf to
 // the columns outside every window (so the MMA never waits for it):
 //   - prefill: 2 groups of 128 / H_I query rows; warpgroups (group, half) score 64-token halves
@@ -12,7 +13,7 @@
 //     the 64 scales by a bulk copy).
 // Warpgroups interleave on the tensor cores, so one's epilogue runs under another's MMA.
 // Each logit is the wgmma's f32 dot product, then w * ReLU summed in a fixed order (the
-// thread's heads, then two shuffles), times the key's scale: its value does not depend on which
+// thread's heads, then a 2-round quad exchange), times the key's scale: its value does not depend on which
 // block or split computed it.
 #include <cuda.h>  // CUtensorMap and its enums; the encoder is reached through the runtime
 
@@ -27,10 +28,11 @@ constexpr int kFillWarp = kProducerWarp + 1;
 constexpr int kThreads = (kFillWarp + 1) * 32;
 constexpr int kN = 128;            // MMA columns: query rows x heads
 constexpr int kMaxStages = 6;      // key-tile pipeline depth (fewer when shared memory is short)
+constexpr int kChunk = 128;        // bytes of D_I per swizzled shared row (the 128-byte swizzle)
+constexpr int kMaxDim = 256;       // D_I up to 2 chunks
 
 struct Sm90Layout {
-    int chunk;   // bytes of D_I per swizzled row: 128, 64 or 32 (the swizzle width)
-    int chunks;  // D_I / chunk
+    int chunks;  // D_I / kChunk
     int stages;
     int keys_offset;    // from the 1024-aligned base of dynamic shared memory
     int scales_offset;  // paged: each stage's 256 key scales
@@ -104,12 +106,14 @@ __device__ __forceinline__ void bulk_load(uint32_t destination, const void* sour
         : "memory");
 }
 
-// The wgmma descriptor of a K-major operand whose rows of `swizzle` bytes were written by TMA
-// with the same swizzle: 8-row core groups `8 * swizzle` bytes apart (SBO); LBO unused.
-__device__ __forceinline__ uint64_t operand_descriptor(uint32_t address, int swizzle) {
-    const uint64_t mode = swizzle == 128 ? 1 : (swizzle == 64 ? 2 : 3);
-    return static_cast<uint64_t>((address >> 4) & 0x3fff) | (uint64_t{1} << 16) |
-           (static_cast<uint64_t>((8 * swizzle) >> 4) << 32) | (mode << 62);
+// The wgmma descriptor of a K-major operand whose 128-byte rows TMA wrote with the 128-byte
+// swizzle: low word = start address / 16 (bits 0-13) and LBO 1 (unused by this layout); high
+// word = SBO 1024 / 16 (8-row core groups 1024 bytes apart) and layout 1 (128B swizzle) at bit
+// 62. Kept as the low word, so advancing the operand by 16 n bytes is one 32-bit add of n.
+constexpr uint32_t kDescriptorHigh = ((8 * kChunk) >> 4) | (1u << 30);
+__device__ __forceinline__ uint32_t descriptor_low(uint32_t address) { return ((address >> 4) & 0x3fff) | (1u << 16); }
+__device__ __forceinline__ uint64_t descriptor(uint32_t low) {
+    return (static_cast<uint64_t>(kDescriptorHigh) << 32) | low;
 }
 
 // acc (+)= A (64 tokens x 32) * B (32 x 128 query-row heads); accumulate = 0 overwrites.
@@ -169,7 +173,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t column_begin = split * launch.split_columns;
     const int64_t column_end =
         column_begin + launch.split_columns < p.columns ? column_begin + launch.split_columns : p.columns;
-    const int dim = layout.chunk * layout.chunks;
+    const int dim = kChunk * layout.chunks;
     const int tid = threadIdx.x;
 
     // Each row's window clipped to this block's columns (empty: begin = end = column_end).
@@ -228,21 +232,22 @@ __global__ void __launch_bounds__(kThreads, 1)
             for (int g = 0; g < kGroups; ++g) {
                 if (!(g * kQueries < rows.valid_end && (g + 1) * kQueries > rows.valid_begin)) continue;
                 for (int c = 0; c < layout.chunks; ++c) {
-                    const uint32_t destination = q_base + (g * layout.chunks + c) * kN * layout.chunk;
+                    const uint32_t destination = q_base + (g * layout.chunks + c) * kN * kChunk;
                     const int position = static_cast<int>(rows.position) + g * kQueries;
                     if constexpr (kPaged)
-                        tma_load_4d(destination, &q_map, &q_ready, c * layout.chunk, 0, position,
+                        tma_load_4d(destination, &q_map, &q_ready, c * kChunk, 0, position,
                                     static_cast<int>(rows.sequence));
                     else
-                        tma_load_3d(destination, &q_map, &q_ready, c * layout.chunk, 0, position);
+                        tma_load_3d(destination, &q_map, &q_ready, c * kChunk, 0, position);
                 }
             }
         }
-        int64_t entry = -1;  // paged: the block-table entry of page (it / 8 * 8 + first_tile) * 4 + lane
-        for (int64_t it = 0; it < tiles; ++it) {
-            const int stage = static_cast<int>(it % layout.stages);
+        int64_t entry = -1;  // paged: the block-table entry of page (first_tile + it / 8 * 8) * 4 + lane
+        int stage = 0;
+        uint32_t phase = 0;  // of the current round through the stages
+        for (int it = 0; it < static_cast<int>(tiles); ++it) {
             const int64_t tile = first_tile + it;
-            if (it >= layout.stages) barrier_wait(&empty[stage], static_cast<uint32_t>((it / layout.stages + 1) & 1));
+            if (it >= layout.stages) barrier_wait(&empty[stage], phase ^ 1);  // released in the previous round
             const uint32_t stage_base = key_base + stage * kTile * dim;
             if constexpr (kPaged) {
                 if (it % kPrefetchTiles == 0) {
@@ -252,7 +257,7 @@ __global__ void __launch_bounds__(kThreads, 1)
                 int64_t pages[kQuarters];
 #pragma unroll
                 for (int q = 0; q < kQuarters; ++q)
-                    pages[q] = __shfl_sync(0xffffffffu, entry, static_cast<int>(it % kPrefetchTiles) * kQuarters + q);
+                    pages[q] = __shfl_sync(0xffffffffu, entry, (it % kPrefetchTiles) * kQuarters + q);
                 if (lane == 0) {
                     uint32_t bytes = 0;
 #pragma unroll
@@ -266,8 +271,8 @@ __global__ void __launch_bounds__(kThreads, 1)
                     for (int q = 0; q < kQuarters; ++q) {
                         if (pages[q] < 0) continue;
                         for (int c = 0; c < layout.chunks; ++c)
-                            tma_load_3d(stage_base + c * kTile * layout.chunk + q * 64 * layout.chunk, &key_map,
-                                        &full[stage], c * layout.chunk, 0, static_cast<int>(pages[q]));
+                            tma_load_3d(stage_base + c * kTile * kChunk + q * 64 * kChunk, &key_map, &full[stage],
+                                        c * kChunk, 0, static_cast<int>(pages[q]));
                         const uint8_t* page = p.k_cache.as<const uint8_t>() + pages[q] * p.k_cache.strides[0];
                         bulk_load(scale_base + q * kPageScaleBytes, page + kIndexerPageTokens * dim, kPageScaleBytes,
                                   &full[stage]);
@@ -276,8 +281,12 @@ __global__ void __launch_bounds__(kThreads, 1)
             } else if (lane == 0) {
                 barrier_expect(&full[stage], kTile * dim);
                 for (int c = 0; c < layout.chunks; ++c)
-                    tma_load_2d(stage_base + c * kTile * layout.chunk, &key_map, &full[stage], c * layout.chunk,
+                    tma_load_2d(stage_base + c * kTile * kChunk, &key_map, &full[stage], c * kChunk,
                                 static_cast<int>(tile * kTile));
+            }
+            if (++stage == layout.stages) {
+                stage = 0;
+                phase ^= 1;
             }
         }
         return;
@@ -298,78 +307,125 @@ __global__ void __launch_bounds__(kThreads, 1)
         return;
     }
 
-    // Math warpgroups.
+    // Math warpgroups. Everything that does not change from tile to tile is set up here, so a
+    // tile costs the MMAs, the ReLU * weight sums (the floor: 2 instructions per accumulator),
+    // a 3-shuffle reduction and one store per lane per row pair.
     if (tiles == 0) return;
     const int warpgroup = warp / 4;
     const int group = warpgroup / kQuarters, quarter = warpgroup % kQuarters;
     const int row_in_quarter = (warp % 4) * 16 + lane / 4;  // accumulator rows: this token and token + 8
     const int pair = 2 * (lane % 4);                        // accumulator columns: 8 i + pair, + 1
-    const uint32_t q_address = shared_address(base) + group * kN * dim;
-    const float* scale_shared = reinterpret_cast<const float*>(base + layout.scales_offset);
+    // After the quad's reduction each lane owns the values v = 4 m + lane % 4 of the 2 * kQueries
+    // (row r = v / 2, token + 8 (v % 2)) the quad computed: its token is token + 8 (lane % 2).
+    constexpr int kValues = 2 * kQueries;
+    constexpr int kOwned = kValues >= 4 ? kValues / 4 : 1;
+    const int half = lane % 2;
+    float* owned_row[kOwned];  // NULL: not this lane's, or a row not to write
+    int owned_begin[kOwned], owned_end[kOwned];
+#pragma unroll
+    for (int m = 0; m < kOwned; ++m) {
+        const int v = kValues >= 4 ? 4 * m + lane % 4 : lane % 4;
+        const int local = group * kQueries + v / 2;
+        const bool mine = v < kValues && local >= rows.valid_begin && local < rows.valid_end;
+        owned_row[m] = mine ? output_row(launch, rows.first + local) : nullptr;
+        owned_begin[m] = mine ? static_cast<int>(window_begin[local]) : 0;
+        owned_end[m] = mine ? static_cast<int>(window_end[local]) : 0;
+    }
+    bool row_written[kQueries];  // rows of the group to score at all (uniform across the warpgroup)
+#pragma unroll
+    for (int r = 0; r < kQueries; ++r)
+        row_written[r] = group * kQueries + r >= rows.valid_begin && group * kQueries + r < rows.valid_end;
+    const int last_column = static_cast<int>(column_end);
+    const int first_token = static_cast<int>(first_tile * kTile) + quarter * 64 + row_in_quarter + 8 * half;
+    const int64_t k_scale_stride = p.k_scale.strides[0];
+    const float* k_scale = p.k_scale.as<const float>() + first_token * k_scale_stride;  // this tile's, stepping
+    const float* scale_shared =
+        reinterpret_cast<const float*>(base + layout.scales_offset) + quarter * 64 + row_in_quarter + 8 * half;
     const float* group_weights = weights + group * kN;
     const float minus_inf = -__int_as_float(0x7f800000);
+    // Descriptor low words of stage 0, chunk 0.
+    const uint32_t a_first = descriptor_low(shared_address(base) + layout.keys_offset + quarter * 64 * kChunk);
+    const uint32_t b_first = descriptor_low(shared_address(base) + group * kN * dim);
+    const uint32_t a_stage_step = static_cast<uint32_t>(kTile * dim) >> 4;
+    constexpr uint32_t kAChunkStep = static_cast<uint32_t>(kTile * kChunk) >> 4;
+    constexpr uint32_t kBChunkStep = static_cast<uint32_t>(kN * kChunk) >> 4;
     barrier_wait(&q_ready, 0);
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.0f;  // overwritten by the first MMA of each tile
-    for (int64_t it = 0; it < tiles; ++it) {
-        const int stage = static_cast<int>(it % layout.stages);
-        const int64_t token = (first_tile + it) * kTile + quarter * 64 + row_in_quarter;
-        float scale_low = 0.0f, scale_high = 0.0f;
-        if constexpr (!kPaged) {  // issued before the wait, so the loads overlap it
-            const float* k_scale = p.k_scale.as<const float>();
-            if (token < p.columns) scale_low = k_scale[token * p.k_scale.strides[0]];
-            if (token + 8 < p.columns) scale_high = k_scale[(token + 8) * p.k_scale.strides[0]];
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int it = 0; it < static_cast<int>(tiles); ++it) {
+        const int token = first_token + it * kTile;
+        float scale = 0.0f;
+        if constexpr (!kPaged) {  // issued before the wait, so the load overlaps it
+            if (token < p.columns) scale = *k_scale;
+            k_scale += kTile * k_scale_stride;
         }
-        barrier_wait(&full[stage], static_cast<uint32_t>((it / layout.stages) & 1));
+        barrier_wait(&full[stage], phase);
         bool page_valid = true;
         if constexpr (kPaged) {
             page_valid = page_ok[stage][quarter] != 0;
-            scale_low = scale_shared[stage * kTile + quarter * 64 + row_in_quarter];
-            scale_high = scale_shared[stage * kTile + quarter * 64 + row_in_quarter + 8];
+            scale = scale_shared[stage * kTile];
         }
-        const uint32_t key_address =
-            shared_address(base) + layout.keys_offset + stage * kTile * dim + quarter * 64 * layout.chunk;
         asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
-        for (int c = 0; c < layout.chunks; ++c)
-            for (int k = 0; k < layout.chunk; k += 32)
-                wgmma_128(acc, operand_descriptor(key_address + c * kTile * layout.chunk + k, layout.chunk),
-                          operand_descriptor(q_address + c * kN * layout.chunk + k, layout.chunk), (c | k) != 0);
+        uint32_t a = a_first + stage * a_stage_step, b = b_first;
+#pragma unroll 1
+        for (int c = 0; c < layout.chunks; ++c) {
+#pragma unroll
+            for (int k = 0; k < kChunk / 32; ++k)
+                wgmma_128(acc, descriptor(a + 2 * k), descriptor(b + 2 * k), (c | k) != 0);
+            a += kAChunkStep;
+            b += kBChunkStep;
+        }
         asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
         asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
         pin_accumulators(acc);
         if (lane == 0) barrier_arrive(&empty[stage]);  // the stage's keys (and scales) are no longer read
+        if (++stage == layout.stages) {
+            stage = 0;
+            phase ^= 1;
+        }
 
-        // sums[r][h]: query row r of the group, token + 8 h: this thread's heads, then the quad's.
-        float sums[kQueries][2];
+        // x[2 r + h]: query row r of the group, token + 8 h, over this thread's heads.
+        float x[kValues];
 #pragma unroll
-        for (int r = 0; r < kQueries; ++r) sums[r][0] = sums[r][1] = 0.0f;
+        for (int r = 0; r < kQueries; ++r) {
+            x[2 * r] = x[2 * r + 1] = 0.0f;
+            if (!row_written[r]) continue;  // e.g. the second row slot of n_next = 1
 #pragma unroll
-        for (int i = 0; i < kN / 8; ++i) {
-            const int r = i / kHeadTiles;
-            const float2 w = *reinterpret_cast<const float2*>(group_weights + 8 * i + pair);
-            sums[r][0] = fmaf(w.x, relu_keep_nan(acc[4 * i + 0]), sums[r][0]);
-            sums[r][0] = fmaf(w.y, relu_keep_nan(acc[4 * i + 1]), sums[r][0]);
-            sums[r][1] = fmaf(w.x, relu_keep_nan(acc[4 * i + 2]), sums[r][1]);
-            sums[r][1] = fmaf(w.y, relu_keep_nan(acc[4 * i + 3]), sums[r][1]);
+            for (int i = r * kHeadTiles; i < (r + 1) * kHeadTiles; ++i) {
+                const float2 w = *reinterpret_cast<const float2*>(group_weights + 8 * i + pair);
+                x[2 * r] = fmaf(w.x, relu_keep_nan(acc[4 * i + 0]), x[2 * r]);
+                x[2 * r] = fmaf(w.y, relu_keep_nan(acc[4 * i + 1]), x[2 * r]);
+                x[2 * r + 1] = fmaf(w.x, relu_keep_nan(acc[4 * i + 2]), x[2 * r + 1]);
+                x[2 * r + 1] = fmaf(w.y, relu_keep_nan(acc[4 * i + 3]), x[2 * r + 1]);
+            }
+        }
+        // Quad reduction into owners: each round a lane keeps the half of the values its bit
+        // of the quad index selects and adds its partner's share of them.
+        float y[kValues / 2];
+#pragma unroll
+        for (int j = 0; j < kValues / 2; ++j) {
+            const float keep = half ? x[2 * j + 1] : x[2 * j], send = half ? x[2 * j] : x[2 * j + 1];
+            y[j] = keep + __shfl_xor_sync(0xffffffffu, send, 1);
+        }
+        float z[kOwned];
+        if constexpr (kValues >= 4) {
+            const bool high = (lane & 2) != 0;
+#pragma unroll
+            for (int m = 0; m < kOwned; ++m) {
+                const float keep = high ? y[2 * m + 1] : y[2 * m], send = high ? y[2 * m] : y[2 * m + 1];
+                z[m] = keep + __shfl_xor_sync(0xffffffffu, send, 2);
+            }
+        } else {
+            z[0] = y[0] + __shfl_xor_sync(0xffffffffu, y[0], 2);
         }
 #pragma unroll
-        for (int r = 0; r < kQueries; ++r)
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                sums[r][h] += __shfl_xor_sync(0xffffffffu, sums[r][h], 1);
-                sums[r][h] += __shfl_xor_sync(0xffffffffu, sums[r][h], 2);
-            }
-        // The quad holds 2 tokens x kQueries rows; lane j of the quad stores values j, j + 4, ...
-#pragma unroll
-        for (int v = 0; v < 2 * kQueries; ++v) {
-            if (v % 4 != lane % 4) continue;
-            const int r = v / 2, h = v % 2;
-            const int local = group * kQueries + r;
-            const int64_t t = token + 8 * h;
-            if (local < rows.valid_begin || local >= rows.valid_end || t >= column_end) continue;
-            const bool visible = page_valid && t >= window_begin[local] && t < window_end[local];
-            output_row(launch, rows.first + local)[t] = visible ? (h ? scale_high : scale_low) * sums[r][h] : minus_inf;
+        for (int m = 0; m < kOwned; ++m) {
+            if (owned_row[m] == nullptr || token >= last_column) continue;
+            const bool visible = page_valid && token >= owned_begin[m] && token < owned_end[m];
+            owned_row[m][token] = visible ? scale * z[m] : minus_inf;
         }
     }
 #endif
@@ -408,10 +464,10 @@ EncodeTiled tensor_map_encoder() {
     return encoder;
 }
 
-// A u8 tensor map whose innermost box is `chunk` bytes, swizzled by the same width.
-// strides[i] is the byte stride of dimension i + 1. False when the driver refuses it.
+// A u8 tensor map whose innermost box is one 128-byte chunk, 128-byte swizzled. strides[i] is
+// the byte stride of dimension i + 1. False when the driver refuses it.
 bool encode_map(CUtensorMap* map, const void* address, int rank, const uint64_t* dims, const uint64_t* strides,
-                const uint32_t* box, int chunk) {
+                const uint32_t* box) {
     const EncodeTiled encode = tensor_map_encoder();
     if (encode == nullptr || reinterpret_cast<uintptr_t>(address) % 16 != 0) return false;
     for (int i = 0; i + 1 < rank; ++i)
@@ -419,12 +475,9 @@ bool encode_map(CUtensorMap* map, const void* address, int rank, const uint64_t*
     for (int i = 0; i < rank; ++i)
         if (dims[i] == 0 || dims[i] > (uint64_t{1} << 32)) return false;
     const cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
-    const CUtensorMapSwizzle swizzle = chunk == 128  ? CU_TENSOR_MAP_SWIZZLE_128B
-                                       : chunk == 64 ? CU_TENSOR_MAP_SWIZZLE_64B
-                                                     : CU_TENSOR_MAP_SWIZZLE_32B;
     return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, static_cast<cuuint32_t>(rank), const_cast<void*>(address),
                   reinterpret_cast<const cuuint64_t*>(dims), reinterpret_cast<const cuuint64_t*>(strides), box,
-                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, swizzle, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 
@@ -437,7 +490,7 @@ Status launch_sm90(Context& context, const IndexerProblem& p, int64_t row_begin,
     const bool paged = p.keys == IndexerKeys::paged;
     const Sm90Kernel kernel = paged ? kernel_for<true>(p.heads) : kernel_for<false>(p.heads);
     if (device.compute_major != 9 || device.compute_minor != 0 || kernel == nullptr) return Status::success();
-    if (p.dim % 32 != 0 || p.dim > 256 || p.columns > 0x7fffffff - 256 || p.num_pages > 0x7fffffff)
+    if (p.dim % kChunk != 0 || p.dim > kMaxDim || p.columns > 0x7fffffff - 256 || p.num_pages > 0x7fffffff)
         return Status::success();
     cudaFuncAttributes attributes{};
     if (cudaFuncGetAttributes(&attributes, kernel) != cudaSuccess) {
@@ -450,9 +503,8 @@ Status launch_sm90(Context& context, const IndexerProblem& p, int64_t row_begin,
     const int groups = paged ? 1 : 2;
     const int64_t tile = kMathWarpgroups / groups * 64;
     Sm90Layout layout{};
-    layout.chunk = dim % 128 == 0 ? 128 : (dim % 64 == 0 ? 64 : 32);
-    layout.chunks = static_cast<int>(dim / layout.chunk);
-    const uint32_t box_chunk = static_cast<uint32_t>(layout.chunk);
+    layout.chunks = static_cast<int>(dim / kChunk);
+    const uint32_t box_chunk = kChunk;
     CUtensorMap q_map, key_map;
     if (paged) {
         const int64_t batch = p.q.shape[0], next_n = p.q.shape[1];
@@ -466,8 +518,8 @@ Status launch_sm90(Context& context, const IndexerProblem& p, int64_t row_begin,
         const uint64_t key_strides[2] = {uint64_t(dim), page_stride};
         const uint32_t key_box[3] = {box_chunk, uint32_t(kIndexerPageTokens), 1};
         // The bulk copies of page scales need 16-byte aligned pages too (the map checks the base).
-        if (p.k_cache.strides[0] % 16 != 0 || !encode_map(&q_map, p.q.data, 4, q_dims, q_strides, q_box, layout.chunk) ||
-            !encode_map(&key_map, p.k_cache.data, 3, key_dims, key_strides, key_box, layout.chunk))
+        if (p.k_cache.strides[0] % 16 != 0 || !encode_map(&q_map, p.q.data, 4, q_dims, q_strides, q_box) ||
+            !encode_map(&key_map, p.k_cache.data, 3, key_dims, key_strides, key_box))
             return Status::success();
     } else {
         const int64_t s_q = p.q.shape[0], s_kv = p.k.shape[0];
@@ -477,8 +529,8 @@ Status launch_sm90(Context& context, const IndexerProblem& p, int64_t row_begin,
         const uint64_t key_dims[2] = {uint64_t(dim), uint64_t(s_kv)};
         const uint64_t key_strides[1] = {s_kv > 1 ? uint64_t(p.k.strides[0]) : uint64_t(dim)};
         const uint32_t key_box[2] = {box_chunk, uint32_t(tile)};
-        if (s_q > 0x7fffffff || !encode_map(&q_map, p.q.data, 3, q_dims, q_strides, q_box, layout.chunk) ||
-            !encode_map(&key_map, p.k.data, 2, key_dims, key_strides, key_box, layout.chunk))
+        if (s_q > 0x7fffffff || !encode_map(&q_map, p.q.data, 3, q_dims, q_strides, q_box) ||
+            !encode_map(&key_map, p.k.data, 2, key_dims, key_strides, key_box))
             return Status::success();
     }
     const int64_t q_bytes = groups * kN * dim;

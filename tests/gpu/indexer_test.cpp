@@ -1,6 +1,6 @@
 // CUDA lightning indexer, fused indexer + top-k and the two cache writers against the CPU path on
 // the same inputs. Shapes are chosen to reach each CUDA kernel: FP8 wgmma (H_I 16/32/64/128,
-// D_I % 32 == 0), f16 mma.sync (other H_I or D_I, or q strides TMA cannot take) and the scalar
+// D_I 128 or 256), f16 mma.sync (other H_I or D_I, or strides TMA cannot take) and the scalar
 // kernel (H_I x D_I too large for shared memory).
 //
 // Logit bound. Both backends consume the same e4m3 codes, and every product of two codes is
@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <string>
 
 #include "../indexer_fixtures.hpp"
 #include "gpu_support.hpp"
@@ -115,14 +116,54 @@ Agreement check_prefill(Prefill& p, dsa_context_t* cpu, dsa_context_t* gpu) {
 
 }  // namespace
 
+TEST_CASE("CUDA indexer_logits: one product at a time lands at its (row, token) in every kernel's layout") {
+    // q has one code 1.0 at (row t0, head h0, dim d0) and k one at (token s0, dim d0): the only
+    // non-zero logit is 1.0 at (t0, s0). Prints where each kernel put it (a layout map on failure).
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    struct Probe {
+        int64_t row, head, dim, token;
+    };
+    struct Shape {
+        int64_t heads, dim;
+    };
+    for (Shape shape : {Shape{64, 128}, Shape{16, 256}, Shape{128, 128}, Shape{32, 64}, Shape{3, 40}})
+        for (Probe probe : {Probe{0, 0, 0, 0}, Probe{1, 5, 17, 9}, Probe{2, 63, 127, 200}, Probe{3, 33, 64, 130},
+                            Probe{0, 8, 32, 64}, Probe{1, 1, 1, 127}, Probe{0, 2, 100, 255}}) {
+            Prefill p(4, 256, shape.heads, shape.dim, 1, 0, 0);
+            const int64_t head = probe.head % shape.heads, d = probe.dim % shape.dim;
+            std::fill(p.q.begin(), p.q.end(), 0);
+            std::fill(p.k.begin(), p.k.end(), 0);
+            std::fill(p.weights.begin(), p.weights.end(), 1.0f);
+            std::fill(p.k_scale.begin(), p.k_scale.end(), 1.0f);
+            std::fill(p.ke.begin(), p.ke.end(), 256);
+            p.q[static_cast<size_t>((probe.row * shape.heads + head) * shape.dim + d)] = 0x38;  // 1.0
+            p.k[static_cast<size_t>(probe.token * shape.dim + d)] = 0x38;
+            const std::vector<float> got = gpu_logits(gpu, p);
+            std::string landed;
+            int64_t nonzero = 0;
+            for (int64_t t = 0; t < 4; ++t)
+                for (int64_t s = 0; s < 256; ++s)
+                    if (got[static_cast<size_t>(t * 256 + s)] != 0.0f && ++nonzero <= 4)
+                        landed += " (" + std::to_string(t) + ", " + std::to_string(s) + ") = " +
+                                  std::to_string(got[static_cast<size_t>(t * 256 + s)]);
+            const bool right = nonzero == 1 && got[static_cast<size_t>(probe.row * 256 + probe.token)] == 1.0f;
+            if (!right)
+                std::printf("probe H_I %lld D_I %lld q(%lld, %lld, %lld) k(%lld): %lld non-zero:%s\n",
+                            static_cast<long long>(shape.heads), static_cast<long long>(shape.dim),
+                            static_cast<long long>(probe.row), static_cast<long long>(head), static_cast<long long>(d),
+                            static_cast<long long>(probe.token), static_cast<long long>(nonzero), landed.c_str());
+            CHECK(right);
+        }
+}
+
 TEST_CASE("CUDA indexer_logits equals the CPU's within the FP8 bound: wgmma shapes, ragged and causal windows") {
     Context cpu(0), gpu(0, DSA_DEVICE_CUDA, 0);
     uint32_t seed = 100;
     struct Shape {
         int64_t heads, dim;
     };
-    // D_I 128 / 64 / 96 / 256 / 32: 128-, 64- and 32-byte swizzles, one to three chunks.
-    for (Shape shape : {Shape{64, 128}, Shape{16, 64}, Shape{32, 96}, Shape{128, 256}, Shape{64, 32}}) {
+    // Every head count of the wgmma kernel, one and two 128-byte chunks of D_I.
+    for (Shape shape : {Shape{64, 128}, Shape{16, 128}, Shape{32, 256}, Shape{128, 256}, Shape{128, 128}}) {
         CAPTURE(shape.heads);
         CAPTURE(shape.dim);
         // 37 rows and 1000 keys: no tile multiples; q rows 16 bytes apart from the next; padded logits.
@@ -146,9 +187,8 @@ TEST_CASE("CUDA indexer_logits: causal 2048, few long rows (column splits), one 
     expect_agreement(check_prefill(long_rows, cpu, gpu), "prefill", long_rows.heads, long_rows.dim);
     Prefill one(1, 1, 64, 128, 10);
     expect_agreement(check_prefill(one, cpu, gpu), "prefill", one.heads, one.dim);
-    // More than 65535 CUDA blocks in both tensor-core kernels: 70000 blocks of 2 rows (wgmma at
-    // H_I 128) and of 1 row (f16 kernel at H_I 3).
-    Prefill many(140000, 40, 128, 32, 11);
+    // More than 65535 query rows; the f16 kernel (one row per CUDA block) gets 70000 blocks.
+    Prefill many(70000, 40, 64, 128, 11);
     expect_agreement(check_prefill(many, cpu, gpu), "prefill", many.heads, many.dim);
     Prefill many_rows(70000, 40, 3, 64, 12);
     expect_agreement(check_prefill(many_rows, cpu, gpu), "prefill", many_rows.heads, many_rows.dim);
@@ -159,9 +199,10 @@ TEST_CASE("CUDA indexer_logits: f16 tensor-core and scalar kernels for the other
     struct Case {
         int64_t heads, dim, q_padding;
     };
-    // H_I 3 and 1; D_I 20 (not a multiple of 32); q rows 3 bytes apart (no TMA); H_I x D_I
-    // 2 x 20000 (its f16 copy exceeds shared memory: the scalar kernel).
-    for (Case c : {Case{3, 128, 0}, Case{1, 64, 0}, Case{64, 20, 0}, Case{64, 128, 3}, Case{2, 20000, 0}}) {
+    // H_I 3 and 1; D_I 20, 32, 64, 96 (not multiples of 128); q rows 3 bytes apart (no TMA);
+    // H_I x D_I 2 x 20000 (its f16 copy exceeds shared memory: the scalar kernel).
+    for (Case c : {Case{3, 128, 0}, Case{1, 64, 0}, Case{64, 20, 0}, Case{64, 32, 0}, Case{16, 64, 0},
+                   Case{32, 96, 0}, Case{64, 128, 3}, Case{2, 20000, 0}}) {
         CAPTURE(c.heads);
         CAPTURE(c.dim);
         CAPTURE(c.q_padding);
@@ -237,9 +278,10 @@ TEST_CASE("CUDA indexer_logits_paged equals the CPU's: n_next 1/2/3, bad block-t
     struct Shape {
         int64_t heads, dim, page_padding;
     };
-    // 64 x 128 and 32 x 64 with 16-byte aligned pages (wgmma + TMA); 5 heads, and pages 24 bytes
-    // apart (not TMA-aligned), take the f16 kernel.
-    for (Shape shape : {Shape{64, 128, 32}, Shape{32, 64, 0}, Shape{5, 64, 24}, Shape{64, 128, 24}}) {
+    // 64 x 128, 32 x 256 and 128 x 128 with 16-byte aligned pages (wgmma + TMA); 5 heads, D_I 64,
+    // and pages 24 bytes apart (not TMA-aligned) take the f16 kernel.
+    for (Shape shape : {Shape{64, 128, 32}, Shape{32, 256, 0}, Shape{128, 128, 16}, Shape{5, 64, 24},
+                        Shape{16, 64, 0}, Shape{64, 128, 24}}) {
         for (int64_t next_n : {1, 2, 3}) {
             CAPTURE(shape.heads);
             CAPTURE(shape.page_padding);
