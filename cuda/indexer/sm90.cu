@@ -13,8 +13,8 @@
 //     the 64 scales by a bulk copy).
 // Warpgroups interleave on the tensor cores, so one's epilogue runs under another's MMA.
 // Each logit is the wgmma's f32 dot product, then w * ReLU summed in a fixed order (the
-// thread's heads, then a 2-round quad exchange), times the key's scale: its value does not depend on which
-// block or split computed it.
+// thread's heads, then a 2-round quad exchange), times the key's scale: its value does not
+// depend on which block or split computed it.
 #include <cuda.h>  // CUtensorMap and its enums; the encoder is reached through the runtime
 
 #include "logits.cuh"
