@@ -30,6 +30,8 @@ pub const DSA_SCALE_FORMAT_UE8M0: i32 = 1;
 pub const DSA_TOPK_ORDER_UNSPECIFIED: i32 = 0;
 pub const DSA_TOPK_ORDER_SCORE: i32 = 1;
 pub const DSA_TOPK_ORDER_INDEX: i32 = 2;
+pub const DSA_INDEXER_LOSS_DENSE: i32 = 0;
+pub const DSA_INDEXER_LOSS_SPARSE: i32 = 1;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
 pub type __int64_t = ::std::os::raw::c_long;
@@ -841,6 +843,12 @@ extern "C" {
     #[doc = "  q and k are e4m3 codes (dtype FP8_E4M3 or U8, NaN codes give NaN). Products are exact and"]
     #[doc = "  summed in f32; ReLU, the head weighting and the head sum are f32; k_scale is applied after"]
     #[doc = "  the head sum. ReLU(NaN) is NaN. Results are bitwise identical for any thread count."]
+    #[doc = "  CUDA: no workspace, no host synchronisation, graph-capturable. The sum over D_I runs in the"]
+    #[doc = "  tensor cores (sm_90a FP8 wgmma for H_I in {16, 32, 64, 128}, D_I 128 or 256 and 16-byte"]
+    #[doc = "  aligned q / k bases and row strides; f16 mma.sync or a scalar kernel otherwise), whose FP8"]
+    #[doc = "  accumulation keeps fewer bits than f32: a logit is within 2^-9 of k_scale * sum_h |w_h|"]
+    #[doc = "  sum_d |q_hd k_d| of the CPU's (the tested bound; measured on an H200: below 2e-4 of it)."]
+    #[doc = "  The same inputs give the same bits, however the call's rows are tiled."]
     #[doc = ""]
     #[doc = "  q        FP8_E4M3 or U8 [S_q, H_I, D_I]; the last two dimensions contiguous (strides D_I, 1),"]
     #[doc = "           the row stride free."]
@@ -856,8 +864,8 @@ extern "C" {
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data; bad params struct_size),"]
     #[doc = "  DSA_STATUS_SHAPE_MISMATCH (ranks, extents that disagree, H_I or D_I of 0),"]
     #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (strides"]
-    #[doc = "  above, overlapping output), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op"]
-    #[doc = "  is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names"]
+    #[doc = "  above, overlapping output), DSA_STATUS_UNSUPPORTED (newer params fields; CUDA tensors in a"]
+    #[doc = "  build without CUDA), DSA_STATUS_CUDA_ERROR, DSA_STATUS_OUT_OF_MEMORY. Every message names"]
     #[doc = "  the argument."]
     pub fn dsa_indexer_logits(
         context: *mut dsa_context_t,
@@ -892,7 +900,10 @@ extern "C" {
     #[doc = "                >= max_context (the padding is not written); must not overlap any input."]
     #[doc = "  Data is handled, not rejected: context_lens are clamped to [0, min(max_context,"]
     #[doc = "  max_pages * 64)]; a block-table entry outside [0, num_pages) makes its 64 tokens -inf and its"]
-    #[doc = "  page is never read; pages and rows outside the visible ranges are never read."]
+    #[doc = "  page is never read; pages and rows outside the visible ranges are never read (the CUDA fast"]
+    #[doc = "  kernel loads aligned 4-page tiles, so up to 3 pages past a visible range are read when their"]
+    #[doc = "  block-table entries, below max_pages, lie in [0, num_pages))."]
+    #[doc = "  CUDA: as dsa_indexer_logits; the fast kernel also needs 16-byte aligned k_cache pages."]
     #[doc = "  Returns the statuses of dsa_indexer_logits (SHAPE_MISMATCH also for n_next = 0 and for a"]
     #[doc = "  k_cache width that is not 64 * (D_I + 4))."]
     pub fn dsa_indexer_logits_paged(
@@ -915,8 +926,9 @@ extern "C" {
     #[doc = "  with group_size D_I and DSA_SCALE_FORMAT_UE8M0. Slot s = slot_mapping[i] receives the D_I"]
     #[doc = "  codes at byte (s % 64) * D_I of page s / 64 and the f32 scale at byte 64 * D_I + 4 * (s % 64)"]
     #[doc = "  of that page. Slots < 0 (padding tokens) and slots >= num_pages * 64 are skipped; nothing else"]
-    #[doc = "  of the cache is written. If several tokens name the same slot, one of them is stored (on the"]
-    #[doc = "  CPU the last one)."]
+    #[doc = "  of the cache is written. If several tokens name the same slot, the last of them (largest i)"]
+    #[doc = "  is stored. CUDA writes the CPU's bytes, without workspace or host synchronisation (a slot's"]
+    #[doc = "  last token is found by comparing each token's slot with the later ones: T^2 / 2 compares)."]
     #[doc = ""]
     #[doc = "  k             f32 or bf16 [T, D_I], D_I >= 1, last dimension contiguous, row stride free."]
     #[doc = "  slot_mapping  i64 [T], any stride."]
@@ -924,7 +936,8 @@ extern "C" {
     #[doc = "                pages must not overlap each other, k or slot_mapping."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data), DSA_STATUS_SHAPE_MISMATCH,"]
     #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
-    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors in a build without CUDA), DSA_STATUS_CUDA_ERROR,"]
+    #[doc = "  DSA_STATUS_OUT_OF_MEMORY."]
     pub fn dsa_indexer_cache_write(
         context: *mut dsa_context_t,
         k: *const dsa_tensor_t,
@@ -1095,14 +1108,16 @@ extern "C" {
     #[doc = "  bytes 512..527 the 4 scales as f32 (native byte order); bytes 528..655 k_pe[t] as 64 bf16"]
     #[doc = "  (rounded to nearest even from f32, copied from bf16)."]
     #[doc = "  Slots < 0 or >= num_pages * page_size are skipped (that token is not written). When several"]
-    #[doc = "  tokens map to the same slot, the last of them (largest t) is what the slot holds."]
+    #[doc = "  tokens map to the same slot, the last of them (largest t) is what the slot holds. CUDA"]
+    #[doc = "  writes the CPU's bytes, without workspace or host synchronisation."]
     #[doc = "  Shapes: c_kv f32 or bf16 [T, 512]; k_pe [T, 64] of the same dtype; slot_mapping i64 [T];"]
     #[doc = "  kv_cache U8 [num_pages, page_size, 656], written in place (only the addressed entries change)."]
     #[doc = "  Layout: the last dimension of c_kv, k_pe and kv_cache must be contiguous; other strides free."]
     #[doc = "  kv_cache must not overlap the inputs."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/tensor/data), DSA_STATUS_SHAPE_MISMATCH,"]
     #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,"]
-    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY."]
+    #[doc = "  DSA_STATUS_UNSUPPORTED (CUDA tensors in a build without CUDA), DSA_STATUS_CUDA_ERROR,"]
+    #[doc = "  DSA_STATUS_OUT_OF_MEMORY."]
     pub fn dsa_mla_cache_write(
         context: *mut dsa_context_t,
         c_kv: *const dsa_tensor_t,
@@ -1115,8 +1130,9 @@ extern "C" {
 extern "C" {
     #[doc = " Writes to *bytes the scratch memory dsa_indexer_topk and dsa_indexer_topk_paged need for"]
     #[doc = "  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the"]
-    #[doc = "  context's device. Passing that much (or more) as `workspace` makes the call allocate nothing;"]
-    #[doc = "  the size does not depend on k or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a"]
+    #[doc = "  context's device (CUDA: a device buffer of one tile of logit rows, about 256 MB at most, and"]
+    #[doc = "  two int32 windows per tile row). Passing that much (or more) as `workspace` makes the call"]
+    #[doc = "  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a"]
     #[doc = "  NULL context or bytes, or negative counts."]
     pub fn dsa_indexer_topk_workspace_size(
         context: *const dsa_context_t,
@@ -1134,12 +1150,17 @@ extern "C" {
     #[doc = "  dsa_indexer_logits; the top-k rules (ties by smaller index, NaN never selected, hybrid sink /"]
     #[doc = "  local tokens, -1 padding, order) those of dsa_topk. indices: int32 [S_q, k], last dimension"]
     #[doc = "  contiguous, not overlapping any input."]
-    #[doc = "  workspace: NULL (the library allocates host scratch for the call) or at least"]
-    #[doc = "  dsa_indexer_topk_workspace_size bytes, suitably aligned for float (16 bytes suffice)."]
+    #[doc = "  workspace: NULL (the library allocates scratch for the call: host memory on the CPU; on CUDA"]
+    #[doc = "  stream-ordered device memory, cudaMallocAsync / cudaFreeAsync on `stream`) or at least"]
+    #[doc = "  dsa_indexer_topk_workspace_size bytes (device memory for CUDA tensors), suitably aligned for"]
+    #[doc = "  float (16 bytes suffice). With a workspace the CUDA call allocates nothing and does not"]
+    #[doc = "  synchronise, so it can be captured in a CUDA graph."]
+    #[doc = "  CUDA: the logits are those of dsa_indexer_logits on CUDA, bit for bit, and the selection that"]
+    #[doc = "  of dsa_topk on CUDA (so DSA_TOPK_ORDER_SCORE is limited to min(k, S_kv) <= 16384 there); the"]
+    #[doc = "  sets equal the CUDA unfused ops' exactly. They can differ from the CPU's where two logits are"]
+    #[doc = "  within the rounding bound of dsa_indexer_logits."]
     #[doc = "  indexer_params and topk_params may be NULL (defaults: k = 2048)."]
-    #[doc = "  Returns the statuses of dsa_indexer_logits and dsa_topk, DSA_STATUS_WORKSPACE_TOO_SMALL,"]
-    #[doc = "  and DSA_STATUS_UNSUPPORTED for CUDA tensors (the CUDA backend of this op is not implemented"]
-    #[doc = "  yet)."]
+    #[doc = "  Returns the statuses of dsa_indexer_logits and dsa_topk and DSA_STATUS_WORKSPACE_TOO_SMALL."]
     pub fn dsa_indexer_topk(
         context: *mut dsa_context_t,
         indexer_params: *const dsa_indexer_params_t,
@@ -1256,6 +1277,172 @@ extern "C" {
         selected: *const dsa_tensor_t,
         workspace: *mut ::std::os::raw::c_void,
         workspace_bytes: usize,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " Which token set each query row's teacher and student distributions live on."]
+pub type dsa_indexer_loss_mode_t = u32;
+#[doc = " Parameters of dsa_indexer_loss."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_indexer_loss_params {
+    #[doc = "< sizeof(dsa_indexer_loss_params_t)"]
+    pub struct_size: u32,
+    #[doc = "< default DSA_INDEXER_LOSS_DENSE"]
+    pub mode: dsa_indexer_loss_mode_t,
+    #[doc = "< loss weight; default 1; finite"]
+    pub coeff: f32,
+    #[doc = "< softmax scale of the teacher's q.k (teacher given as q/k);"]
+    #[doc = "default 0, which is rejected when teacher_q is passed; any"]
+    #[doc = "finite non-zero value. Ignored for teacher_probs."]
+    pub teacher_scale: f32,
+}
+#[test]
+fn bindgen_test_layout_dsa_indexer_loss_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_indexer_loss_params>(),
+        16usize,
+        concat!("Size of: ", stringify!(dsa_indexer_loss_params))
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_indexer_loss_params>(),
+        4usize,
+        concat!("Alignment of ", stringify!(dsa_indexer_loss_params))
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+    fn test_field_coeff() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).coeff) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(coeff)
+            )
+        );
+    }
+    test_field_coeff();
+    fn test_field_teacher_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit = ::std::mem::MaybeUninit::<dsa_indexer_loss_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).teacher_scale) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_indexer_loss_params),
+                "::",
+                stringify!(teacher_scale)
+            )
+        );
+    }
+    test_field_teacher_scale();
+}
+#[doc = " Parameters of dsa_indexer_loss."]
+pub type dsa_indexer_loss_params_t = dsa_indexer_loss_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults above. Returns DSA_STATUS_INVALID_ARGUMENT if params is"]
+    #[doc = "  NULL."]
+    pub fn dsa_indexer_loss_params_init(params: *mut dsa_indexer_loss_params_t) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Indexer distillation loss, forward and backward in one call (DSA_SPEC section 8.1)."]
+    #[doc = "  Student (unquantised, f32 arithmetic):"]
+    #[doc = "      u[t,h,s] = index_q[t,h,:] . index_k[s,:],   I[t,s] = sum_h weights[t,h] * ReLU(u[t,h,s]),"]
+    #[doc = "      pi[t,:]  = softmax of I[t,:] over the row's set."]
+    #[doc = "  Set of row t: DENSE mode, every s in the window [ks[t], ke[t]) (clamped to [0, S]); SPARSE"]
+    #[doc = "  mode, the entries of indices[t, :] that lie in the window (-1 and other out-of-window entries"]
+    #[doc = "  are ignored; an index listed twice counts twice, as in dsa_sparse_attention)."]
+    #[doc = "  Teacher p[t,:] (detached: no gradient flows into it), given in one of two forms:"]
+    #[doc = "    - teacher_q [T, H_q, d] and teacher_k [S, d] (MQA) or [S, H_kv, d] with H_q % H_kv == 0"]
+    #[doc = "      (head h uses kv head h / (H_q / H_kv)): p[t,s] = (1/H_q) sum_h softmax_s(teacher_scale *"]
+    #[doc = "      teacher_q[t,h,:] . teacher_k[s,(h),:]) over the row's set, rebuilt tile by tile (never"]
+    #[doc = "      [T, S] per head);"]
+    #[doc = "    - teacher_probs f32 [T, S]: restricted to the row's set and renormalised there."]
+    #[doc = "  Loss: row_loss[t] = KL(p[t,:] || pi[t,:]) in nats (0 log 0 = 0); a row is ACTIVE when its set is"]
+    #[doc = "  non-empty and its teacher mass is positive and finite; loss = coeff * (sum of row_loss over"]
+    #[doc = "  active rows) / (number of active rows), 0 when no row is active. Inactive rows get row_loss 0"]
+    #[doc = "  and zero gradients."]
+    #[doc = "  Gradients of loss (overwritten, never accumulated), with g[t,s] = coeff / N_active *"]
+    #[doc = "  (pi[t,s] - p[t,s]) on active rows:"]
+    #[doc = "      d_weights[t,h] = sum_s g[t,s] ReLU(u[t,h,s]),   G[t,h,s] = g[t,s] weights[t,h] [u[t,h,s] > 0],"]
+    #[doc = "      d_index_q[t,h,:] = sum_s G[t,h,s] index_k[s,:],  d_index_k[s,:] = sum_{t,h} G[t,h,s] index_q[t,h,:]."]
+    #[doc = ""]
+    #[doc = "  index_q   f32 or bf16 [T, H_I, D_I], last dimension contiguous."]
+    #[doc = "  index_k   f32 or bf16 [S, D_I], last dimension contiguous."]
+    #[doc = "  weights   f32 or bf16 [T, H_I], any strides."]
+    #[doc = "  ks, ke    i32 [T], any stride: window of each row (causal prefill from 0: ks = 0, ke = t + 1)."]
+    #[doc = "  indices   i32 [T, k], last dimension contiguous: SPARSE mode only (must be NULL in DENSE)."]
+    #[doc = "  teacher_q, teacher_k: f32 or bf16 as above, last dimension contiguous; or both NULL and"]
+    #[doc = "            teacher_probs f32 [T, S], last dimension contiguous. Exactly one form."]
+    #[doc = "  loss      f32 [] or [1] output, or NULL.     row_loss  f32 [T] output, or NULL."]
+    #[doc = "  d_index_q f32 [T, H_I, D_I], d_index_k f32 [S, D_I], d_weights f32 [T, H_I]: outputs, each"]
+    #[doc = "            may be NULL (not computed), last dimension contiguous; outputs must not overlap"]
+    #[doc = "            each other or any input."]
+    #[doc = "  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread"]
+    #[doc = "  count. params may be NULL only with teacher_probs (teacher_scale has no default)."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params, teacher"]
+    #[doc = "  given in both or neither form, indices given in DENSE mode or missing in SPARSE mode),"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_LAYOUT_UNSUPPORTED, DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet;"]
+    #[doc = "  newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the argument."]
+    pub fn dsa_indexer_loss(
+        context: *mut dsa_context_t,
+        params: *const dsa_indexer_loss_params_t,
+        index_q: *const dsa_tensor_t,
+        index_k: *const dsa_tensor_t,
+        weights: *const dsa_tensor_t,
+        ks: *const dsa_tensor_t,
+        ke: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        teacher_q: *const dsa_tensor_t,
+        teacher_k: *const dsa_tensor_t,
+        teacher_probs: *const dsa_tensor_t,
+        loss: *const dsa_tensor_t,
+        row_loss: *const dsa_tensor_t,
+        d_index_q: *const dsa_tensor_t,
+        d_index_k: *const dsa_tensor_t,
+        d_weights: *const dsa_tensor_t,
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }
