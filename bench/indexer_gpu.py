@@ -134,13 +134,18 @@ def prefill(lib, flush, seq, repeats, results):
           f"{'' if fused_ok else '  FUSED != UNFUSED'}")
 
 
-def fused_prefill(lib, flush, tensors, logits, logits_t, seq, repeats):
+def selections(lib, rows):
+    """Top-k params (k = K) and two int32 [rows, K] outputs, fused and unfused, with their views."""
     params = TopkParams()
     lib.lib.dsa_topk_params_init(ref(params))
     params.k = K
-    fused = torch.empty(seq, K, dtype=torch.int32, device="cuda")
+    fused = torch.empty(rows, K, dtype=torch.int32, device="cuda")
     unfused = torch.empty_like(fused)
-    fused_t, unfused_t = tensor_of(fused, DSA_DTYPE_I32), tensor_of(unfused, DSA_DTYPE_I32)
+    return params, fused, unfused, tensor_of(fused, DSA_DTYPE_I32), tensor_of(unfused, DSA_DTYPE_I32)
+
+
+def fused_prefill(lib, flush, tensors, logits, logits_t, seq, repeats):
+    params, fused, unfused, fused_t, unfused_t = selections(lib, seq)
     workspace = lib.workspace(seq, seq)
     q_t, w_t, k_t, s_t, ks_t, ke_t = tensors
 
@@ -212,12 +217,7 @@ def decode(lib, flush, batch, context, repeats, results):
 
 
 def fused_decode(lib, flush, tensors, logits, logits_t, batch, context, repeats):
-    params = TopkParams()
-    lib.lib.dsa_topk_params_init(ref(params))
-    params.k = K
-    fused = torch.empty(batch, K, dtype=torch.int32, device="cuda")
-    unfused = torch.empty_like(fused)
-    fused_t, unfused_t = tensor_of(fused, DSA_DTYPE_I32), tensor_of(unfused, DSA_DTYPE_I32)
+    params, fused, unfused, fused_t, unfused_t = selections(lib, batch)
     workspace = lib.workspace(batch, context)
     q_t, w_t, cache_t, table_t, lens_t = tensors
 

@@ -7,7 +7,12 @@
 
 #include <cstdint>
 
+#include "runtime.cuh"
+
 namespace dsa::cuda {
+
+// Threads (= tokens) per block of a cache writer.
+inline constexpr int kWriterThreads = 256;
 
 // For token first + threadIdx.x of a block of kThreads threads: keep[threadIdx.x] is whether
 // its slot lies in [0, num_slots) and no later token of [0, tokens) names that slot. chunk and
@@ -41,6 +46,19 @@ __device__ void mark_last_writers(const int64_t* slot_mapping, int64_t stride, i
 __device__ inline void store_bytes(uint8_t* destination, const void* source, int count) {
     const uint8_t* bytes = static_cast<const uint8_t*>(source);
     for (int i = 0; i < count; ++i) destination[i] = bytes[i];
+}
+
+// Launches a cache writer's kernel over `tokens` tokens, kWriterThreads per block.
+template <typename Problem>
+Status launch_writer(Context& context, void (*kernel)(Problem), const Problem& problem, int64_t tokens,
+                     Stream stream, const char* tokens_name, const char* what) {
+    DeviceScope scope(context.device_id());
+    DSA_TRY(scope.status());
+    const int64_t blocks = ceil_div(tokens, kWriterThreads);
+    if (blocks > 0x7fffffff)
+        return {StatusCode::shape_mismatch, std::string(tokens_name) + ": more than 2^31 * 256 tokens"};
+    kernel<<<static_cast<unsigned>(blocks), kWriterThreads, 0, stream>>>(problem);
+    return launch_status(what);
 }
 
 }  // namespace dsa::cuda

@@ -9,19 +9,18 @@
 namespace dsa::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr float kAmaxFloor = 1e-4f;  // dsa_indexer_cache_write's floor (dsa.h)
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) indexer_cache_write_kernel(IndexerCacheWriteProblem p) {
-    __shared__ int64_t chunk[kThreads];
-    __shared__ bool keep[kThreads];
-    const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads;
+__global__ void __launch_bounds__(kWriterThreads) indexer_cache_write_kernel(IndexerCacheWriteProblem p) {
+    __shared__ int64_t chunk[kWriterThreads];
+    __shared__ bool keep[kWriterThreads];
+    const int64_t first = static_cast<int64_t>(blockIdx.x) * kWriterThreads;
     const int64_t* slots = p.slot_mapping.as<const int64_t>();
-    mark_last_writers<kThreads>(slots, p.slot_mapping.strides[0], p.tokens, p.num_pages * kIndexerPageTokens, first,
-                                chunk, keep);
+    mark_last_writers<kWriterThreads>(slots, p.slot_mapping.strides[0], p.tokens, p.num_pages * kIndexerPageTokens,
+                                      first, chunk, keep);
     const int lane = threadIdx.x % 32;
-    for (int i = threadIdx.x / 32; i < kThreads; i += kThreads / 32) {
+    for (int i = threadIdx.x / 32; i < kWriterThreads; i += kWriterThreads / 32) {
         if (!keep[i]) continue;
         const int64_t token = first + i;
         const T* x = p.k.as<const T>() + token * p.k.strides[0];
@@ -43,15 +42,9 @@ __global__ void __launch_bounds__(kThreads) indexer_cache_write_kernel(IndexerCa
 }  // namespace
 
 Status indexer_cache_write(Context& context, const IndexerCacheWriteProblem& problem, Stream stream) {
-    DeviceScope scope(context.device_id());
-    DSA_TRY(scope.status());
-    const int64_t blocks = ceil_div(problem.tokens, kThreads);
-    if (blocks > 0x7fffffff) return {StatusCode::shape_mismatch, "k: more than 2^31 * 256 tokens"};
-    if (problem.k.dtype == DType::bf16)
-        indexer_cache_write_kernel<bf16_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(problem);
-    else
-        indexer_cache_write_kernel<float><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(problem);
-    return launch_status("indexer_cache_write kernel launch");
+    const auto kernel =
+        problem.k.dtype == DType::bf16 ? indexer_cache_write_kernel<bf16_t> : indexer_cache_write_kernel<float>;
+    return launch_writer(context, kernel, problem, problem.tokens, stream, "k", "indexer_cache_write kernel launch");
 }
 
 }  // namespace dsa::cuda

@@ -97,6 +97,16 @@ DSA_HOST_DEVICE float* output_row(const LogitsLaunch& launch, int64_t row) {
     return launch.out + (row - launch.row_begin) * launch.out_row_stride;
 }
 
+// The columns [begin, end) of split `split`.
+struct ColumnRange {
+    int64_t begin;
+    int64_t end;
+};
+DSA_HOST_DEVICE ColumnRange split_range(const LogitsLaunch& launch, int64_t split) {
+    const int64_t begin = split * launch.split_columns, end = begin + launch.split_columns;
+    return {begin, end < launch.problem.columns ? end : launch.problem.columns};
+}
+
 #ifdef __CUDACC__
 // ReLU that keeps NaN (as the CPU's `u < 0 ? 0 : u`): max.NaN returns NaN if either input is.
 __device__ __forceinline__ float relu_keep_nan(float x) {
@@ -127,6 +137,23 @@ __device__ __forceinline__ const uint8_t* key_codes(const IndexerProblem& p, int
     const int64_t slot = token % kIndexerPageTokens;
     *scale = load_float_bytes(base + kIndexerPageTokens * p.dim + 4 * slot);
     return base + slot * p.dim;
+}
+
+// What a CUDA block of a kernel with one row per row block (f16, scalar) works on: its row
+// (-1: none to write), its columns, and the row's clamped window.
+struct SingleRow {
+    int64_t row;
+    ColumnRange columns;
+    int64_t window_begin;
+    int64_t window_end;
+};
+__device__ inline SingleRow single_row(const LogitsLaunch& launch) {
+    SingleRow single{};
+    const RowBlock rows = row_block(launch, blockIdx.x / launch.splits);
+    single.row = rows.valid_begin < rows.valid_end ? rows.first + rows.valid_begin : -1;
+    single.columns = split_range(launch, blockIdx.x % launch.splits);
+    if (single.row >= 0) launch.problem.window(single.row, &single.window_begin, &single.window_end);
+    return single;
 }
 
 // Writes -inf to row[begin, end) with `lanes` threads (this one is `lane`), 16-byte stores in

@@ -12,15 +12,10 @@ constexpr int64_t kTile = 64;  // split granularity
 
 __global__ void __launch_bounds__(kThreads) simple_logits_kernel(const __grid_constant__ LogitsLaunch launch) {
     const IndexerProblem& p = launch.problem;
-    const RowBlock rows = row_block(launch, blockIdx.x / launch.splits);
-    if (rows.valid_begin >= rows.valid_end) return;
-    const int64_t row = rows.first + rows.valid_begin;
-    const int64_t split = blockIdx.x % launch.splits;
-    const int64_t column_begin = split * launch.split_columns;
-    const int64_t column_end =
-        column_begin + launch.split_columns < p.columns ? column_begin + launch.split_columns : p.columns;
-    int64_t begin, end;
-    p.window(row, &begin, &end);
+    const SingleRow single = single_row(launch);
+    if (single.row < 0) return;
+    const int64_t row = single.row, column_begin = single.columns.begin, column_end = single.columns.end;
+    const int64_t begin = single.window_begin, end = single.window_end;
     const uint8_t* q = p.q.as<const uint8_t>() + p.q_offset(row);
     const float* w = p.weights.as<const float>() + row * p.weights.strides[0];
     float* out = output_row(launch, row);

@@ -37,7 +37,9 @@ Sm80Layout layout_for(const IndexerProblem& p) {
     return layout;
 }
 
-__device__ __forceinline__ uint16_t half_bits(uint8_t code) { return __half_as_ushort(__float2half_rn(decode_e4m3(code))); }
+__device__ __forceinline__ uint16_t half_bits(uint8_t code) {
+    return __half_as_ushort(__float2half_rn(decode_e4m3(code)));  // exact: every e4m3 value is an f16
+}
 
 __device__ __forceinline__ void mma_16x8x16(float (&acc)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
     asm volatile(
@@ -50,17 +52,11 @@ __device__ __forceinline__ void mma_16x8x16(float (&acc)[4], const uint32_t (&a)
 __global__ void __launch_bounds__(kThreads) sm80_logits_kernel(const __grid_constant__ LogitsLaunch launch,
                                                                const Sm80Layout layout) {
     const IndexerProblem& p = launch.problem;
-    const RowBlock rows = row_block(launch, blockIdx.x / launch.splits);
-    if (rows.valid_begin >= rows.valid_end) return;
-    const int64_t row = rows.first + rows.valid_begin;
-    const int64_t split = blockIdx.x % launch.splits;
-    const int64_t column_begin = split * launch.split_columns;
-    const int64_t column_end =
-        column_begin + launch.split_columns < p.columns ? column_begin + launch.split_columns : p.columns;
-    int64_t begin, end;
-    p.window(row, &begin, &end);
-    begin = begin > column_begin ? begin : column_begin;
-    end = end < column_end ? end : column_end;
+    const SingleRow single = single_row(launch);
+    if (single.row < 0) return;
+    const int64_t row = single.row, column_begin = single.columns.begin, column_end = single.columns.end;
+    const int64_t begin = single.window_begin > column_begin ? single.window_begin : column_begin;
+    const int64_t end = single.window_end < column_end ? single.window_end : column_end;
     // Key tiles [tiles_begin, tiles_end) meet the window; every other column is -inf.
     int64_t tiles_begin = column_begin, tiles_end = column_begin;
     if (begin < end) {

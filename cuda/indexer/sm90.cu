@@ -170,9 +170,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     const int64_t split = blockIdx.x % launch.splits;
     // Prefill: the last row blocks (the longest causal windows) start first, so the tail is short.
     const RowBlock rows = row_block(launch, kPaged ? index : launch.row_blocks - 1 - index);
-    const int64_t column_begin = split * launch.split_columns;
-    const int64_t column_end =
-        column_begin + launch.split_columns < p.columns ? column_begin + launch.split_columns : p.columns;
+    const ColumnRange columns = split_range(launch, split);
+    const int64_t column_begin = columns.begin, column_end = columns.end;
     const int dim = kChunk * layout.chunks;
     const int tid = threadIdx.x;
 
@@ -477,7 +476,8 @@ bool encode_map(CUtensorMap* map, const void* address, int rank, const uint64_t*
     const cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
     return encode(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, static_cast<cuuint32_t>(rank), const_cast<void*>(address),
                   reinterpret_cast<const cuuint64_t*>(dims), reinterpret_cast<const cuuint64_t*>(strides), box,
-                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                  element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                  CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                   CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
 }
 

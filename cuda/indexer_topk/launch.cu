@@ -69,7 +69,8 @@ Status select_tiles(Context& context, const IndexerProblem& problem, const TopkC
     int64_t tile = tile_rows(problem.rows, columns);
     if (problem.keys == IndexerKeys::paged && tile >= problem.next_n) tile = tile / problem.next_n * problem.next_n;
     float* logits = reinterpret_cast<float*>(workspace);
-    int32_t* starts = reinterpret_cast<int32_t*>(workspace + align_bytes(tile_rows(problem.rows, columns) * columns * 4));
+    const int64_t logits_bytes = align_bytes(tile_rows(problem.rows, columns) * columns * 4);  // the largest tile's
+    int32_t* starts = reinterpret_cast<int32_t*>(workspace + logits_bytes);
     int32_t* ends = starts + align_bytes(tile * 4) / 4;
     for (int64_t first = 0; first < problem.rows; first += tile) {
         const int64_t count = first + tile < problem.rows ? tile : problem.rows - first;

@@ -10,7 +10,6 @@
 namespace dsa::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kPerLane = static_cast<int>(kMlaGroupSize / 32);
 static_assert(kMlaGroupSize % 32 == 0 && kMlaRopeDim % 32 == 0, "lanes split groups and k_pe evenly");
 
@@ -18,14 +17,14 @@ DSA_HOST_DEVICE uint16_t rope_bits(float value) { return float_to_bf16(value); }
 DSA_HOST_DEVICE uint16_t rope_bits(bf16_t value) { return value.bits; }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads) mla_cache_write_kernel(MlaCacheWriteProblem p) {
-    __shared__ int64_t chunk[kThreads];
-    __shared__ bool keep[kThreads];
-    const int64_t first = static_cast<int64_t>(blockIdx.x) * kThreads;
+__global__ void __launch_bounds__(kWriterThreads) mla_cache_write_kernel(MlaCacheWriteProblem p) {
+    __shared__ int64_t chunk[kWriterThreads];
+    __shared__ bool keep[kWriterThreads];
+    const int64_t first = static_cast<int64_t>(blockIdx.x) * kWriterThreads;
     const int64_t* slots = p.slot_mapping.as<const int64_t>();
-    mark_last_writers<kThreads>(slots, p.slot_mapping.strides[0], p.tokens, p.num_slots, first, chunk, keep);
+    mark_last_writers<kWriterThreads>(slots, p.slot_mapping.strides[0], p.tokens, p.num_slots, first, chunk, keep);
     const int lane = threadIdx.x % 32;
-    for (int i = threadIdx.x / 32; i < kThreads; i += kThreads / 32) {
+    for (int i = threadIdx.x / 32; i < kWriterThreads; i += kWriterThreads / 32) {
         if (!keep[i]) continue;
         const int64_t token = first + i;
         const int64_t slot = slots[token * p.slot_mapping.strides[0]];
@@ -44,7 +43,8 @@ __global__ void __launch_bounds__(kThreads) mla_cache_write_kernel(MlaCacheWrite
                 amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
             const float scale = fp8_group_scale(amax > kMlaAmaxFloor ? amax : kMlaAmaxFloor, true);
 #pragma unroll
-            for (int j = 0; j < kPerLane; ++j) entry[group * kMlaGroupSize + lane + 32 * j] = quantize_e4m3(x[j], scale);
+            for (int j = 0; j < kPerLane; ++j)
+                entry[group * kMlaGroupSize + lane + 32 * j] = quantize_e4m3(x[j], scale);
             if (lane == group) store_bytes(entry + kMlaScaleOffset + 4 * group, &scale, 4);
         }
         const T* k_pe = p.k_pe.as<const T>() + token * p.k_pe.strides[0];
@@ -58,15 +58,9 @@ __global__ void __launch_bounds__(kThreads) mla_cache_write_kernel(MlaCacheWrite
 }  // namespace
 
 Status mla_cache_write(Context& context, const MlaCacheWriteProblem& problem, Stream stream) {
-    DeviceScope scope(context.device_id());
-    DSA_TRY(scope.status());
-    const int64_t blocks = ceil_div(problem.tokens, kThreads);
-    if (blocks > 0x7fffffff) return {StatusCode::shape_mismatch, "c_kv: more than 2^31 * 256 tokens"};
-    if (problem.c_kv.dtype == DType::bf16)
-        mla_cache_write_kernel<bf16_t><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(problem);
-    else
-        mla_cache_write_kernel<float><<<static_cast<unsigned>(blocks), kThreads, 0, stream>>>(problem);
-    return launch_status("mla_cache_write kernel launch");
+    const auto kernel =
+        problem.c_kv.dtype == DType::bf16 ? mla_cache_write_kernel<bf16_t> : mla_cache_write_kernel<float>;
+    return launch_writer(context, kernel, problem, problem.tokens, stream, "c_kv", "mla_cache_write kernel launch");
 }
 
 }  // namespace dsa::cuda

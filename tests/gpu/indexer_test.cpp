@@ -501,7 +501,8 @@ TEST_CASE("CUDA indexer_cache_write stores the CPU writer's bytes (f32 and bf16,
             DeviceBuffer<float> values_d(values);
             DeviceBuffer<uint16_t> halves_d(halves);
             DeviceBuffer<int64_t> slots_d(slots);
-            dsa_tensor_t cache_t = strided(cache.data(), {num_pages, kPage * (dim + 4)}, {page_stride, 1}, DSA_DTYPE_U8);
+            dsa_tensor_t cache_t =
+                strided(cache.data(), {num_pages, kPage * (dim + 4)}, {page_stride, 1}, DSA_DTYPE_U8);
             dsa_tensor_t k_d = on_device(k_t, dtype == DSA_DTYPE_F32 ? static_cast<void*>(values_d.data)
                                                                      : static_cast<void*>(halves_d.data)),
                          slots_dt = on_device(slots_t, slots_d.data), cache_dt = on_device(cache_t, cache_d.data);
