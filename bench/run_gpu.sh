@@ -45,5 +45,6 @@ fi
 if python3 -c "import torch" 2> /dev/null; then
   python3 "$root/bench/topk_gpu.py" "$build/libdsa.so" --json "$out/topk.json" 2>&1 | tee "$out/topk.txt" || status=1
   python3 "$root/bench/sparse_attention_gpu.py" "$build/libdsa.so" --sm90 --json "$out/sparse_attention.json" 2>&1 | tee "$out/sparse_attention.txt" || status=1
+  python3 "$root/bench/indexer_gpu.py" "$build/libdsa.so" --json "$out/indexer.json" 2>&1 | tee "$out/indexer.txt" || status=1
 fi
 exit $status

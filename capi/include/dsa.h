@@ -355,6 +355,12 @@ DSA_API dsa_status_t dsa_indexer_params_init(dsa_indexer_params_t* params);
  *  q and k are e4m3 codes (dtype FP8_E4M3 or U8, NaN codes give NaN). Products are exact and
  *  summed in f32; ReLU, the head weighting and the head sum are f32; k_scale is applied after
  *  the head sum. ReLU(NaN) is NaN. Results are bitwise identical for any thread count.
+ *  CUDA: no workspace, no host synchronisation, graph-capturable. The sum over D_I runs in the
+ *  tensor cores (sm_90a FP8 wgmma for H_I in {16, 32, 64, 128}, D_I 128 or 256 and 16-byte
+ *  aligned q / k bases and row strides; f16 mma.sync or a scalar kernel otherwise), whose FP8
+ *  accumulation keeps fewer bits than f32: a logit is within 2^-9 of k_scale * sum_h |w_h|
+ *  sum_d |q_hd k_d| of the CPU's (the tested bound; measured on an H200: below 2e-4 of it).
+ *  The same inputs give the same bits, however the call's rows are tiled.
  *
  *  q        FP8_E4M3 or U8 [S_q, H_I, D_I]; the last two dimensions contiguous (strides D_I, 1),
  *           the row stride free.
@@ -370,8 +376,8 @@ DSA_API dsa_status_t dsa_indexer_params_init(dsa_indexer_params_t* params);
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data; bad params struct_size),
  *  DSA_STATUS_SHAPE_MISMATCH (ranks, extents that disagree, H_I or D_I of 0),
  *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (strides
- *  above, overlapping output), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op
- *  is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names
+ *  above, overlapping output), DSA_STATUS_UNSUPPORTED (newer params fields; CUDA tensors in a
+ *  build without CUDA), DSA_STATUS_CUDA_ERROR, DSA_STATUS_OUT_OF_MEMORY. Every message names
  *  the argument. */
 DSA_API dsa_status_t dsa_indexer_logits(dsa_context_t* context, const dsa_indexer_params_t* params,
                                         const dsa_tensor_t* q, const dsa_tensor_t* weights,
@@ -398,7 +404,10 @@ DSA_API dsa_status_t dsa_indexer_logits(dsa_context_t* context, const dsa_indexe
  *                >= max_context (the padding is not written); must not overlap any input.
  *  Data is handled, not rejected: context_lens are clamped to [0, min(max_context,
  *  max_pages * 64)]; a block-table entry outside [0, num_pages) makes its 64 tokens -inf and its
- *  page is never read; pages and rows outside the visible ranges are never read.
+ *  page is never read; pages and rows outside the visible ranges are never read (the CUDA fast
+ *  kernel loads aligned 4-page tiles, so up to 3 pages past a visible range are read when their
+ *  block-table entries, below max_pages, lie in [0, num_pages)).
+ *  CUDA: as dsa_indexer_logits; the fast kernel also needs 16-byte aligned k_cache pages.
  *  Returns the statuses of dsa_indexer_logits (SHAPE_MISMATCH also for n_next = 0 and for a
  *  k_cache width that is not 64 * (D_I + 4)). */
 DSA_API dsa_status_t dsa_indexer_logits_paged(dsa_context_t* context, const dsa_indexer_params_t* params,
@@ -414,8 +423,9 @@ DSA_API dsa_status_t dsa_indexer_logits_paged(dsa_context_t* context, const dsa_
  *  with group_size D_I and DSA_SCALE_FORMAT_UE8M0. Slot s = slot_mapping[i] receives the D_I
  *  codes at byte (s % 64) * D_I of page s / 64 and the f32 scale at byte 64 * D_I + 4 * (s % 64)
  *  of that page. Slots < 0 (padding tokens) and slots >= num_pages * 64 are skipped; nothing else
- *  of the cache is written. If several tokens name the same slot, one of them is stored (on the
- *  CPU the last one).
+ *  of the cache is written. If several tokens name the same slot, the last of them (largest i)
+ *  is stored. CUDA writes the CPU's bytes, without workspace or host synchronisation (a slot's
+ *  last token is found by comparing each token's slot with the later ones: T^2 / 2 compares).
  *
  *  k             f32 or bf16 [T, D_I], D_I >= 1, last dimension contiguous, row stride free.
  *  slot_mapping  i64 [T], any stride.
@@ -423,7 +433,8 @@ DSA_API dsa_status_t dsa_indexer_logits_paged(dsa_context_t* context, const dsa_
  *                pages must not overlap each other, k or slot_mapping.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context, tensor or data), DSA_STATUS_SHAPE_MISMATCH,
  *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
- *  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY. */
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors in a build without CUDA), DSA_STATUS_CUDA_ERROR,
+ *  DSA_STATUS_OUT_OF_MEMORY. */
 DSA_API dsa_status_t dsa_indexer_cache_write(dsa_context_t* context, const dsa_tensor_t* k,
                                              const dsa_tensor_t* slot_mapping, const dsa_tensor_t* k_cache,
                                              dsa_stream_t stream);
@@ -520,14 +531,16 @@ DSA_API dsa_status_t dsa_sparse_attention_paged(dsa_context_t* context,
  *  bytes 512..527 the 4 scales as f32 (native byte order); bytes 528..655 k_pe[t] as 64 bf16
  *  (rounded to nearest even from f32, copied from bf16).
  *  Slots < 0 or >= num_pages * page_size are skipped (that token is not written). When several
- *  tokens map to the same slot, the last of them (largest t) is what the slot holds.
+ *  tokens map to the same slot, the last of them (largest t) is what the slot holds. CUDA
+ *  writes the CPU's bytes, without workspace or host synchronisation.
  *  Shapes: c_kv f32 or bf16 [T, 512]; k_pe [T, 64] of the same dtype; slot_mapping i64 [T];
  *  kv_cache U8 [num_pages, page_size, 656], written in place (only the addressed entries change).
  *  Layout: the last dimension of c_kv, k_pe and kv_cache must be contiguous; other strides free.
  *  kv_cache must not overlap the inputs.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/tensor/data), DSA_STATUS_SHAPE_MISMATCH,
  *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,
- *  DSA_STATUS_UNSUPPORTED (CUDA tensors: not implemented yet), DSA_STATUS_OUT_OF_MEMORY. */
+ *  DSA_STATUS_UNSUPPORTED (CUDA tensors in a build without CUDA), DSA_STATUS_CUDA_ERROR,
+ *  DSA_STATUS_OUT_OF_MEMORY. */
 DSA_API dsa_status_t dsa_mla_cache_write(dsa_context_t* context, const dsa_tensor_t* c_kv,
                                          const dsa_tensor_t* k_pe, const dsa_tensor_t* slot_mapping,
                                          const dsa_tensor_t* kv_cache, dsa_stream_t stream);
@@ -540,8 +553,9 @@ DSA_API dsa_status_t dsa_mla_cache_write(dsa_context_t* context, const dsa_tenso
 
 /** Writes to *bytes the scratch memory dsa_indexer_topk and dsa_indexer_topk_paged need for
  *  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the
- *  context's device. Passing that much (or more) as `workspace` makes the call allocate nothing;
- *  the size does not depend on k or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a
+ *  context's device (CUDA: a device buffer of one tile of logit rows, about 256 MB at most, and
+ *  two int32 windows per tile row). Passing that much (or more) as `workspace` makes the call
+ *  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a
  *  NULL context or bytes, or negative counts. */
 DSA_API dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries,
                                                      int64_t num_tokens, size_t* bytes);
@@ -554,12 +568,17 @@ DSA_API dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* contex
  *  dsa_indexer_logits; the top-k rules (ties by smaller index, NaN never selected, hybrid sink /
  *  local tokens, -1 padding, order) those of dsa_topk. indices: int32 [S_q, k], last dimension
  *  contiguous, not overlapping any input.
- *  workspace: NULL (the library allocates host scratch for the call) or at least
- *  dsa_indexer_topk_workspace_size bytes, suitably aligned for float (16 bytes suffice).
+ *  workspace: NULL (the library allocates scratch for the call: host memory on the CPU; on CUDA
+ *  stream-ordered device memory, cudaMallocAsync / cudaFreeAsync on `stream`) or at least
+ *  dsa_indexer_topk_workspace_size bytes (device memory for CUDA tensors), suitably aligned for
+ *  float (16 bytes suffice). With a workspace the CUDA call allocates nothing and does not
+ *  synchronise, so it can be captured in a CUDA graph.
+ *  CUDA: the logits are those of dsa_indexer_logits on CUDA, bit for bit, and the selection that
+ *  of dsa_topk on CUDA (so DSA_TOPK_ORDER_SCORE is limited to min(k, S_kv) <= 16384 there); the
+ *  sets equal the CUDA unfused ops' exactly. They can differ from the CPU's where two logits are
+ *  within the rounding bound of dsa_indexer_logits.
  *  indexer_params and topk_params may be NULL (defaults: k = 2048).
- *  Returns the statuses of dsa_indexer_logits and dsa_topk, DSA_STATUS_WORKSPACE_TOO_SMALL,
- *  and DSA_STATUS_UNSUPPORTED for CUDA tensors (the CUDA backend of this op is not implemented
- *  yet). */
+ *  Returns the statuses of dsa_indexer_logits and dsa_topk and DSA_STATUS_WORKSPACE_TOO_SMALL. */
 DSA_API dsa_status_t dsa_indexer_topk(dsa_context_t* context, const dsa_indexer_params_t* indexer_params,
                                       const dsa_topk_params_t* topk_params, const dsa_tensor_t* q,
                                       const dsa_tensor_t* weights, const dsa_tensor_t* k,

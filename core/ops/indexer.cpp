@@ -67,12 +67,17 @@ Status require_page_bytes(const TensorView& k_cache, int64_t dim, const char* di
                           "64 * (D_I + 4): 64 tokens of D_I codes, then their f32 scales");
 }
 
-Status not_on_cuda_yet(const char* op, Stream stream) {
-    (void)stream;
+// Logits of every row on the context's device.
+Status run_logits(Context& context, const IndexerProblem& problem, const TensorView& logits, Stream stream) {
+    if (context.device() == DeviceType::cpu) {
+        cpu::indexer_logits_rows(context, problem, 0, problem.rows, logits.as<float>(), logits.stride(0));
+        return Status::success();
+    }
 #ifdef DSA_HAVE_CUDA
-    return {StatusCode::unsupported, std::string(op) + ": the CUDA backend of this op is not implemented yet"};
+    return cuda::indexer_logits_rows(context, problem, 0, problem.rows, logits.as<float>(), logits.stride(0), true,
+                                     stream);
 #else
-    (void)op;
+    (void)stream;
     return cuda_not_built();
 #endif
 }
@@ -157,9 +162,7 @@ Status indexer_logits(Context& context, const TensorView* q, const TensorView* w
                          {{q, "q"}, {weights, "weights"}, {k, "k"}, {k_scale, "k_scale"}, {ks, "ks"}, {ke, "ke"}}));
     problem.logits = *logits;
     if (problem.rows == 0 || problem.columns == 0) return Status::success();
-    if (context.device() != DeviceType::cpu) return not_on_cuda_yet("indexer_logits", stream);
-    cpu::indexer_logits_rows(context, problem, 0, problem.rows, logits->as<float>(), logits->stride(0));
-    return Status::success();
+    return run_logits(context, problem, *logits, stream);
 }
 
 Status indexer_logits_paged(Context& context, const TensorView* q, const TensorView* weights,
@@ -175,9 +178,7 @@ Status indexer_logits_paged(Context& context, const TensorView* q, const TensorV
                           {context_lens, "context_lens"}}));
     problem.logits = *logits;
     if (problem.rows == 0 || problem.columns == 0) return Status::success();
-    if (context.device() != DeviceType::cpu) return not_on_cuda_yet("indexer_logits_paged", stream);
-    cpu::indexer_logits_rows(context, problem, 0, problem.rows, logits->as<float>(), logits->stride(0));
-    return Status::success();
+    return run_logits(context, problem, *logits, stream);
 }
 
 Status indexer_cache_write(Context& context, const TensorView* k, const TensorView* slot_mapping,
@@ -207,9 +208,16 @@ Status indexer_cache_write(Context& context, const TensorView* k, const TensorVi
     problem.dim = k->size(1);
     problem.num_pages = k_cache->size(0);
     if (problem.tokens == 0 || problem.num_pages == 0) return Status::success();
-    if (context.device() != DeviceType::cpu) return not_on_cuda_yet("indexer_cache_write", stream);
-    cpu::indexer_cache_write(context, problem);
-    return Status::success();
+    if (context.device() == DeviceType::cpu) {
+        cpu::indexer_cache_write(context, problem);
+        return Status::success();
+    }
+#ifdef DSA_HAVE_CUDA
+    return cuda::indexer_cache_write(context, problem, stream);
+#else
+    (void)stream;
+    return cuda_not_built();
+#endif
 }
 
 }  // namespace dsa

@@ -120,6 +120,16 @@ void indexer_logits_rows(Context& context, const IndexerProblem& problem, int64_
 void indexer_cache_write(Context& context, const IndexerCacheWriteProblem& problem);
 }  // namespace cpu
 
+namespace cuda {
+// The CUDA counterpart of cpu::indexer_logits_rows, on `stream` (out is device memory). Every
+// element of a row's window is written; with outside_windows, so is every other column of
+// [0, problem.columns) (-inf, the materialised op's contract), else those may be left as they
+// are (the fused op's selection reads windows only). Values do not depend on the row range.
+Status indexer_logits_rows(Context& context, const IndexerProblem& problem, int64_t row_begin, int64_t row_end,
+                           float* out, int64_t out_row_stride, bool outside_windows, Stream stream);
+Status indexer_cache_write(Context& context, const IndexerCacheWriteProblem& problem, Stream stream);
+}  // namespace cuda
+
 namespace reference {
 // Scalar oracles for tests, from the formulas of DSA_SPEC sections 4 and 7.1 with f64 sums:
 // they write problem.logits / problem.k_cache.

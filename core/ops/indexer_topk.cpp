@@ -45,8 +45,14 @@ Status run(Context& context, const IndexerProblem& problem, const TopkConfig& co
     DSA_TRY(check_workspace(context, problem, workspace));
     if (problem.rows == 0) return Status::success();
     if (context.device() != DeviceType::cpu) {
+#ifdef DSA_HAVE_CUDA
+        return cuda::indexer_topk(context, problem, config, workspace, indices ? indices->as<int32_t>() : nullptr,
+                                  indices ? indices->strides[0] : 0, slots ? slots->as<int32_t>() : nullptr,
+                                  slots ? slots->strides[0] : 0, stream);
+#else
         (void)stream;
-        return {StatusCode::unsupported, "indexer_topk: the CUDA backend of this op is not implemented yet"};
+        return cuda_not_built();
+#endif
     }
     const int64_t tile_rows = cpu::indexer_topk_tile_rows(context, problem.rows, problem.columns);
     std::vector<float> owned;
@@ -65,6 +71,9 @@ Status run(Context& context, const IndexerProblem& problem, const TopkConfig& co
 
 int64_t indexer_topk_workspace_bytes(const Context& context, int64_t rows, int64_t columns) {
     if (rows <= 0 || columns <= 0) return 0;
+#ifdef DSA_HAVE_CUDA
+    if (context.device() == DeviceType::cuda) return cuda::indexer_topk_workspace_bytes(rows, columns);
+#endif
     int64_t bytes = 0;
     if (__builtin_mul_overflow(cpu::indexer_topk_tile_rows(context, rows, columns), columns, &bytes) ||
         __builtin_mul_overflow(bytes, static_cast<int64_t>(sizeof(float)), &bytes))

@@ -40,4 +40,14 @@ void indexer_topk(Context& context, const IndexerProblem& indexer, const TopkCon
 int64_t indexer_topk_tile_rows(const Context& context, int64_t rows, int64_t columns);
 }  // namespace cpu
 
+namespace cuda {
+// Device scratch of the CUDA fused op: one tile of logit rows and the tile's row windows.
+int64_t indexer_topk_workspace_bytes(int64_t rows, int64_t columns);
+// indices / slots: device int32 rows with the given row strides (either may be NULL, not both).
+// workspace.data NULL: the scratch is allocated and freed on `stream` (cudaMallocAsync).
+Status indexer_topk(Context& context, const IndexerProblem& indexer, const TopkConfig& config, Workspace workspace,
+                    int32_t* indices, int64_t indices_row_stride, int32_t* slots, int64_t slots_row_stride,
+                    Stream stream);
+}  // namespace cuda
+
 }  // namespace dsa

@@ -47,10 +47,10 @@ Status mla_cache_write(Context& context, const TensorView* c_kv, const TensorVie
         cpu::mla_cache_write(context, problem);
         return Status::success();
     }
-    (void)stream;
 #ifdef DSA_HAVE_CUDA
-    return {StatusCode::unsupported, "mla_cache_write: the CUDA backend of this op is not implemented yet"};
+    return cuda::mla_cache_write(context, problem, stream);
 #else
+    (void)stream;
     return cuda_not_built();
 #endif
 }

@@ -28,7 +28,7 @@ struct MlaCacheWriteProblem {
     int64_t num_slots = 0;  // num_pages * page_size: valid slots are [0, num_slots)
 
     // The entry a valid slot addresses.
-    uint8_t* entry(int64_t slot) const {
+    DSA_HOST_DEVICE uint8_t* entry(int64_t slot) const {
         return cache.as<uint8_t>() + (slot / page_size) * cache.strides[0] + (slot % page_size) * cache.strides[1];
     }
 };
@@ -38,6 +38,9 @@ Status mla_cache_write(Context& context, const TensorView* c_kv, const TensorVie
 
 namespace cpu {
 void mla_cache_write(Context& context, const MlaCacheWriteProblem& problem);
+}
+namespace cuda {
+Status mla_cache_write(Context& context, const MlaCacheWriteProblem& problem, Stream stream);
 }
 namespace reference {
 // Scalar oracle for tests: token by token in order, byte by byte from DSA_SPEC 2 and 7.2.
