@@ -1,12 +1,15 @@
-// CUDA top-k: one block per row. Radix select on the preference key (4 passes of 8 bits, shared
-// histograms) finds the k-th best key T exactly; a final pass in index order keeps every key above
-// T and the first (in index order) keys equal to T, so the set follows the tie rule with no
-// dependence on timing or atomics. Output is then in ascending index order (what
-// DSA_TOPK_ORDER_UNSPECIFIED and DSA_TOPK_ORDER_INDEX return), sorted by score on request.
+// CUDA top-k. On Hopper, one cluster of blocks per row with the row resident in shared memory
+// (sm90.cuh); before Hopper, for score order and for rows too long for that, one block per row
+// (below). Both: radix select on the preference key (4 passes of 8 bits) finds the k-th best key
+// T exactly; a final pass in index order keeps every key above T and the first (in index order)
+// keys equal to T, so the set follows the tie rule with no dependence on timing or atomics.
+// Output is then in ascending index order (what DSA_TOPK_ORDER_UNSPECIFIED and
+// DSA_TOPK_ORDER_INDEX return), sorted by score on request.
 #include <cub/block/block_scan.cuh>
 
-#include "../../core/ops/topk.hpp"
 #include "../common/runtime.cuh"
+#include "rows.cuh"
+#include "sm90.cuh"
 
 namespace dsa::cuda {
 namespace {
@@ -17,39 +20,6 @@ constexpr int kItemsPerThread = 8;
 constexpr int kLoadsInFlight = 8;  // per thread in the histogram passes  // a scan tile covers kThreads * kItemsPerThread tokens
 constexpr int64_t kSortCapacity = 16384;  // DSA_TOPK_ORDER_SCORE sorts up to this many in shared memory
 
-struct TopkRows {
-    const float* scores;
-    int64_t score_row_stride;
-    int64_t n;
-    const int32_t* row_starts;  // NULL: 0
-    int64_t row_starts_stride;
-    const int32_t* row_ends;    // NULL: n
-    int64_t row_ends_stride;
-    const int32_t* block_table;  // NULL: no translation
-    int64_t table_row_stride;
-    int64_t table_page_stride;
-    int64_t max_pages;
-    int64_t rows_per_table_row;
-    int32_t* indices;
-    int64_t index_row_stride;
-    int64_t k;
-    int64_t n_sink;
-    int64_t n_local;
-    int64_t page_size;
-    TopkOrder order;
-};
-
-// The tokens of the window that are kept whatever their score: [begin, sink_end) and
-// [local_begin, end).
-struct ForcedTokens {
-    int64_t sink_end;
-    int64_t local_begin;
-    __device__ bool contains(int64_t token) const { return token < sink_end || token >= local_begin; }
-    __device__ int64_t count(const TopkWindow& window) const {
-        return (sink_end - window.begin) + (window.end - (local_begin > sink_end ? local_begin : sink_end));
-    }
-};
-
 // The block's shared state for one row.
 struct SelectState {
     unsigned int histogram[256];
@@ -57,8 +27,6 @@ struct SelectState {
     long long remaining;        // how many of the keys matching the prefix are still needed
     bool select_all;            // every selectable key fits in k: no threshold
 };
-
-__device__ uint32_t key_at(const float* row, int64_t token) { return topk_preference_key(__ldg(row + token)); }
 
 __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
     using BlockScan = cub::BlockScan<int, kThreads>;
@@ -69,14 +37,10 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
 
     const int64_t row = blockIdx.x;
     const float* scores = p.scores + row * p.score_row_stride;
-    const int64_t start = p.row_starts ? p.row_starts[row * p.row_starts_stride] : 0;
-    const int64_t end = p.row_ends ? p.row_ends[row * p.row_ends_stride] : p.n;
-    const TopkWindow window = clamp_topk_window(start, end, p.n);
-    const int64_t length = window.end - window.begin;
-    ForcedTokens forced;
-    forced.sink_end = window.begin + (p.n_sink < length ? p.n_sink : length);
-    forced.local_begin = window.end - (p.n_local < length ? p.n_local : length);
-    const int64_t need = p.k - forced.count(window);  // >= 0: n_sink + n_local <= k
+    const TopkRow described = describe_topk_row(p, row);
+    const TopkWindow window = described.window;
+    const ForcedTokens forced = described.forced;
+    const int64_t need = described.need;
 
     // Radix select on the non-forced, non-NaN keys, 8 bits a pass from the top. Each warp
     // counts into its own histogram (keys of similar magnitude share their top bits, and one
@@ -100,7 +64,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
 #pragma unroll
             for (int i = 0; i < kLoadsInFlight; ++i) {
                 const int64_t token = base + i * kThreads + threadIdx.x;
-                keys[i] = token < window.end && !forced.contains(token) ? key_at(scores, token) : 0u;
+                keys[i] = token < window.end && !forced.contains(token) ? topk_key_at(scores, token) : 0u;
             }
 #pragma unroll
             for (int i = 0; i < kLoadsInFlight; ++i)
@@ -151,7 +115,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
         for (int i = 0; i < kItemsPerThread; ++i) {
             const int64_t token = first + i;
             const bool inside = token < window.end;
-            keys[i] = inside ? key_at(scores, token) : 0u;
+            keys[i] = inside ? topk_key_at(scores, token) : 0u;
             equal[i] = inside && !forced.contains(token) && equal_quota > 0 && keys[i] == threshold;
         }
         int equal_total = 0;
@@ -193,7 +157,7 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
             int64_t size = 1;  // the launcher sized shared memory for this (<= kSortCapacity)
             while (size < selected) size *= 2;
             for (int64_t i = threadIdx.x; i < size; i += kThreads)
-                sort_keys[i] = i < selected ? (static_cast<unsigned long long>(key_at(scores, out[i])) << 32) |
+                sort_keys[i] = i < selected ? (static_cast<unsigned long long>(topk_key_at(scores, out[i])) << 32) |
                                                   (0xffffffffu - static_cast<uint32_t>(out[i]))
                                             : 0ull;
             __syncthreads();
@@ -217,11 +181,82 @@ __global__ void __launch_bounds__(kThreads) topk_kernel(TopkRows p) {
         }
         __syncthreads();
     }
-    if (p.block_table != nullptr) {
-        const int32_t* table_row = p.block_table + (row / p.rows_per_table_row) * p.table_row_stride;
-        for (int64_t i = threadIdx.x; i < selected; i += kThreads)
-            out[i] = translate_topk_slot(out[i], table_row, p.table_page_stride, p.max_pages, p.page_size);
+    if (p.block_table != nullptr)
+        for (int64_t i = threadIdx.x; i < selected; i += kThreads) out[i] = topk_output(p, row, out[i]);
+}
+
+constexpr int64_t kPreferredChunkKeys = 16384;  // 64 KB of keys: two or three blocks per SM
+constexpr int64_t kMinChunkKeys = 2048;         // below this, more blocks per row only add barriers
+
+// Dynamic shared memory of topk_cluster_kernel for rows of n tokens over `blocks` blocks.
+size_t cluster_chunk_bytes(int64_t n, int blocks) {
+    return static_cast<size_t>(ceil_div(n, blocks)) * sizeof(uint32_t);
+}
+
+// The launch of topk_cluster_kernel: `rows` clusters of `blocks` blocks.
+void describe_cluster_launch(int64_t rows, int blocks, size_t chunk_bytes, Stream stream, cudaLaunchConfig_t* launch,
+                             cudaLaunchAttribute* cluster) {
+    cluster->id = cudaLaunchAttributeClusterDimension;
+    cluster->val.clusterDim.x = static_cast<unsigned>(blocks);
+    cluster->val.clusterDim.y = 1;
+    cluster->val.clusterDim.z = 1;
+    launch->gridDim = dim3(static_cast<unsigned>(rows * blocks));
+    launch->blockDim = dim3(kClusterTopkThreads);
+    launch->dynamicSmemBytes = chunk_bytes;
+    launch->stream = stream;
+    launch->attrs = cluster;
+    launch->numAttrs = 1;
+}
+
+Status prepare_cluster_kernel(int blocks, size_t chunk_bytes) {
+    DSA_TRY(runtime_status(cudaFuncSetAttribute(topk_cluster_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(chunk_bytes)),
+                           "cudaFuncSetAttribute(topk cluster)"));
+    if (blocks > 8)
+        DSA_TRY(runtime_status(
+            cudaFuncSetAttribute(topk_cluster_kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1),
+            "cudaFuncSetAttribute(topk cluster size)"));
+    return Status::success();
+}
+
+// Blocks per row for topk_cluster_kernel, or 0 where topk_kernel runs instead: before Hopper,
+// for score order (which sorts in one block), and for rows whose chunks fit no cluster the GPU
+// can co-schedule. Long rows, or too few rows to fill the GPU, get more blocks.
+Status choose_cluster_blocks(const Context& context, const TopkProblem& problem, int* blocks) {
+    *blocks = 0;
+    if (problem.config.order == TopkOrder::score || context.properties().compute_major < 9) return Status::success();
+    cudaFuncAttributes attributes{};
+    DSA_TRY(runtime_status(cudaFuncGetAttributes(&attributes, topk_cluster_kernel), "cudaFuncGetAttributes(topk)"));
+    if (attributes.binaryVersion < 90) return Status::success();  // built without Hopper code: an empty kernel
+    const int64_t wanted_blocks = 2 * static_cast<int64_t>(context.properties().multiprocessor_count);
+    int count = 1;
+    while (count < kMaxTopkClusterBlocks &&
+           (ceil_div(problem.n, count) > kPreferredChunkKeys ||
+            (problem.rows * count < wanted_blocks && ceil_div(problem.n, 2 * count) >= kMinChunkKeys)))
+        count *= 2;
+    const int64_t shared_limit = context.properties().shared_memory_per_block_optin - attributes.sharedSizeBytes;
+    // Portable cluster sizes (<= 8) always fit a GPC of a Hopper GPU; a larger one is halved
+    // while the GPU cannot co-schedule it (and the halves' chunks still fit).
+    for (; count >= 1 && static_cast<int64_t>(cluster_chunk_bytes(problem.n, count)) <= shared_limit &&
+           problem.rows <= 0x7fffffff / count;
+         count /= 2) {
+        if (count <= 8) {
+            *blocks = count;
+            break;
+        }
+        cudaLaunchConfig_t launch{};
+        cudaLaunchAttribute cluster{};
+        describe_cluster_launch(problem.rows, count, cluster_chunk_bytes(problem.n, count), nullptr, &launch, &cluster);
+        DSA_TRY(prepare_cluster_kernel(count, launch.dynamicSmemBytes));
+        int clusters = 0;
+        DSA_TRY(runtime_status(cudaOccupancyMaxActiveClusters(&clusters, topk_cluster_kernel, &launch),
+                               "cudaOccupancyMaxActiveClusters(topk)"));
+        if (clusters > 0) {
+            *blocks = count;
+            break;
+        }
     }
+    return Status::success();
 }
 
 }  // namespace
@@ -275,6 +310,16 @@ Status topk(Context& context, const TopkProblem& problem, Stream stream) {
     rows.n_local = config.n_local;
     rows.page_size = config.page_size;
     rows.order = config.order;
+    int cluster_blocks = 0;
+    DSA_TRY(choose_cluster_blocks(context, problem, &cluster_blocks));
+    if (cluster_blocks > 0) {
+        cudaLaunchConfig_t launch{};
+        cudaLaunchAttribute cluster{};
+        describe_cluster_launch(problem.rows, cluster_blocks, cluster_chunk_bytes(problem.n, cluster_blocks), stream,
+                                &launch, &cluster);
+        DSA_TRY(prepare_cluster_kernel(cluster_blocks, launch.dynamicSmemBytes));
+        return runtime_status(cudaLaunchKernelEx(&launch, topk_cluster_kernel, rows), "topk cluster kernel launch");
+    }
     topk_kernel<<<static_cast<unsigned>(problem.rows), kThreads, sort_bytes, stream>>>(rows);
     return launch_status("topk kernel launch");
 }
