@@ -35,8 +35,9 @@ inline double median_seconds(const std::function<void()>& run, int repeats = 10,
 }
 
 // Independent FMA chains per thread, so the loop runs at the core's FMA throughput: 256-bit
-// (AVX2+FMA, the library's vector path) and 512-bit (AVX-512F) forms, as the CPU has them.
-__attribute__((target("avx2,fma"))) inline float fma_chains_avx2(int64_t iterations) {
+// (AVX2+FMA, the library's vector path) and 512-bit (AVX-512F) forms, as the CPU has them. Not
+// instrumented by sanitizers, which would keep the accumulators in memory.
+__attribute__((target("avx2,fma"), no_sanitize("address", "undefined"))) inline float fma_chains_avx2(int64_t iterations) {
     __m256 acc[10];
     const __m256 a = _mm256_set1_ps(1.0000001f), b = _mm256_set1_ps(1e-7f);
     for (int j = 0; j < 10; ++j) acc[j] = _mm256_set1_ps(static_cast<float>(j));
@@ -51,7 +52,7 @@ __attribute__((target("avx2,fma"))) inline float fma_chains_avx2(int64_t iterati
     return sum;
 }
 
-__attribute__((target("avx512f"))) inline float fma_chains_avx512(int64_t iterations) {
+__attribute__((target("avx512f"), no_sanitize("address", "undefined"))) inline float fma_chains_avx512(int64_t iterations) {
     __m512 acc[10];
     const __m512 a = _mm512_set1_ps(1.0000001f), b = _mm512_set1_ps(1e-7f);
     for (int j = 0; j < 10; ++j) acc[j] = _mm512_set1_ps(static_cast<float>(j));
