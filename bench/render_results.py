@@ -2,7 +2,7 @@
 """Renders bench/RESULTS.md from the JSON of benchmark runs, so regenerating the report is one
 command:
 
-  python3 bench/render_results.py --cpu cpu.json [--gpu deepseek.json --gpu tp.json]
+  python3 bench/render_results.py --cpu bench/results/cpu.json [--gpu deepseek.json --gpu tp.json]
       [--torch torch-deepseek.json --torch torch-tp.json] [--commit HASH] > bench/RESULTS.md
 
 --cpu / --gpu: dsa-bench --json output (CPU and CUDA runs); --torch: bench/torch_baselines.py
@@ -157,9 +157,9 @@ def gpu_section(gpu, torch_rows, commit):
 def cpu_section(cpu, commit):
     lines = ["## CPU", ""]
     if not cpu:
-        return lines + ["Not measured yet: `dsa-bench --preset cpu --device cpu --json cpu.json`.", ""]
-    lines += header(cpu, "f32 FMA loop of all threads; memcpy, read + write",
-                    "build/bench/dsa-bench --preset cpu --device cpu --json cpu.json", commit)
+        return lines + ["Not measured yet: `dsa-bench --preset cpu --device cpu --json bench/results/cpu.json`.", ""]
+    lines += header(cpu, "f32 FMA loop of all threads, the faster of AVX2 and AVX-512; memcpy, read + write",
+                    "build/bench/dsa-bench --preset cpu --device cpu --json bench/results/cpu.json", commit)
     lines += ["| op | shape | ms | TFLOP/s | GB/s | bound | of roof | checked |", "|---|---|---|---|---|---|---|---|"]
     for case in cpu:
         lines.append(f"| {case['op']} | {case['shape']} | {ms_of(case)} | {number(case.get('tflops'))} | "
@@ -182,9 +182,9 @@ def main():
              "../shared/PERFORMANCE.md and `dsa-bench --help`; the notes on each kernel version: "
              "`bench/NOTES.md`). Regenerate after every kernel change:", "",
              "```sh",
-             "bench/run_gpu.sh OUT     # on the GPU machine: tests, deepseek + tp presets, PyTorch baselines",
-             "build/bench/dsa-bench --preset cpu --device cpu --json cpu.json",
-             "python3 bench/render_results.py --cpu cpu.json --gpu OUT/deepseek.json --gpu OUT/tp.json \\",
+             "bench/run_gpu.sh OUT     # on the GPU machine: tests, deepseek + tp, PyTorch; writes OUT/RESULTS-gpu.md too",
+             "build/bench/dsa-bench --preset cpu --device cpu --json bench/results/cpu.json   # the dev machine",
+             "python3 bench/render_results.py --cpu bench/results/cpu.json --gpu OUT/deepseek.json --gpu OUT/tp.json \\",
              "    --torch OUT/torch-deepseek.json --torch OUT/torch-tp.json > bench/RESULTS.md",
              "```", "",
              "Columns: `ms` is the median of the timed calls; rates use PERFORMANCE.md's FLOP and byte counts; "
