@@ -31,6 +31,7 @@ struct Options {
     int check_rows = 4;
     double long_call_seconds = 1.0;
     uint64_t seed = 1;
+    bool ceilings = true;
 };
 
 struct CaseSpec {
@@ -69,6 +70,7 @@ void print_help() {
         "                        (default 1; the repeats are in the output)\n"
         "  --check-rows N        rows (sequences for paged ops) compared with the oracle (default 4)\n"
         "  --seed N              input seed (default 1)\n"
+        "  --no-ceilings         skip measuring the ceilings (no roofline ratios): for sanitizer runs\n"
         "\n"
         "presets:\n");
     for (const Preset& preset : all_presets())
@@ -184,6 +186,8 @@ Options parse(int argc, char** argv) {
             options.long_call_seconds = std::stod(value());
         } else if (arg == "--check-rows") {
             options.check_rows = static_cast<int>(parse_integer(value()));
+        } else if (arg == "--no-ceilings") {
+            options.ceilings = false;
         } else if (arg == "--seed") {
             options.seed = static_cast<uint64_t>(parse_integer(value()));
         } else {
@@ -275,8 +279,10 @@ Result run_case(Bench& bench, const CaseSpec& spec, const Ceilings& ceilings, co
         // A ceiling that could not be measured (0) leaves its term out.
         const double compute = ceilings.flops > 0 ? result.work.flop / ceilings.flops : 0,
                      memory = ceilings.bytes_per_second > 0 ? result.work.bytes / ceilings.bytes_per_second : 0;
-        result.bound = compute >= memory ? "compute" : "memory";
-        if (compute > 0 || memory > 0) result.ratio = std::max(compute, memory) / seconds;
+        if (compute > 0 || memory > 0) {
+            result.bound = compute >= memory ? "compute" : "memory";
+            result.ratio = std::max(compute, memory) / seconds;
+        }
         result.status = result.checked ? "ok" : "failed";
     } catch (const std::exception& error) {
         result.status = "failed";
@@ -326,7 +332,7 @@ int run(const Options& options) {
         oracle = make_reference_oracle();
     }
     Bench bench{*device, *oracle, options.seed, options.check_rows};
-    const Ceilings ceilings = device->measure_ceilings();
+    const Ceilings ceilings = options.ceilings ? device->measure_ceilings() : Ceilings{};
     const std::string device_name = device->description();
     table << "dsa-bench " << today() << ": " << device_name << "\n"
           << "library: " << dsa_build_info() << "\n"
@@ -345,9 +351,10 @@ int run(const Options& options) {
         std::string ms = r.status == "ok" || r.status == "failed" ? human(r.timing.median_ms) : "-";
         if (r.timing.repeats > 0 && r.timing.repeats < options.repeats)
             ms.append("(").append(std::to_string(r.timing.repeats)).append(")");  // fewer timed calls
-        std::snprintf(line, sizeof line, "%-24s %10s %9s %9s %8s %5s%% %-8s %s\n", spec.op->name, ms.c_str(),
+        const std::string roof = std::isfinite(r.ratio) ? human(100 * r.ratio) + "%" : "-";
+        std::snprintf(line, sizeof line, "%-24s %10s %9s %9s %8s %6s %-8s %s\n", spec.op->name, ms.c_str(),
                       human(r.tflops).c_str(), human(r.gbps).c_str(), r.bound.empty() ? "-" : r.bound.c_str(),
-                      human(100 * r.ratio).c_str(),
+                      roof.c_str(),
                       r.status == "ok" ? "ok" : (r.status == "unsupported" ? "unsupp." : "FAILED"), spec.shape.text().c_str());
         table << line;
         if (!r.message.empty()) table << "    " << r.status << ": " << r.message << "\n";

@@ -45,6 +45,13 @@ if [ "$sanitize" = 1 ] && command -v compute-sanitizer > /dev/null; then
       [ $rc -eq 0 ] || status=1
     done
   done
+  # Every op's CUDA path as dsa-bench drives it (buffer sizes, streams), small shapes.
+  log="$out/sanitizer-dsa-bench-memcheck.log"
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$build/bench/dsa-bench" --device cuda --preset smoke \
+    --no-ceilings --repeats 1 --warmup 0 > "$log" 2>&1
+  rc=$?
+  echo "compute-sanitizer memcheck dsa-bench smoke: exit $rc, $(grep -E 'ERROR SUMMARY' "$log" | tail -n 1)"
+  [ $rc -eq 0 ] || status=1
 fi
 
 # The benchmarks, then the same shapes through PyTorch on this card in this run.
