@@ -57,16 +57,16 @@ std::vector<uint8_t> random_mla_cache(Random& random, int64_t slots) {
 // ---- Prefill indexer ----------------------------------------------------------------------
 
 IndexerPrefill::IndexerPrefill(Bench& bench, Random& random, const Shape& shape)
-    : rows(shape["S_q"]), columns(shape["S_kv"]), heads(shape["H_I"]), dim(shape["D_I"]) {
+    : row_count(shape["S_q"]), column_count(shape["S_kv"]), heads(shape["H_I"]), dim(shape["D_I"]) {
     const bool causal = shape["causal"] != 0;
-    if (causal && rows > columns) throw std::invalid_argument("causal needs S_q <= S_kv");
-    q = random_e4m3(random, static_cast<size_t>(rows * heads * dim));
-    weights = random_floats(random, static_cast<size_t>(rows * heads), -1.0f, 1.0f);
-    k = random_e4m3(random, static_cast<size_t>(columns * dim));
-    k_scale = random_floats(random, static_cast<size_t>(columns), 0.01f, 1.0f);
-    ks.assign(static_cast<size_t>(rows), 0);
-    ke.resize(static_cast<size_t>(rows));
-    for (int64_t t = 0; t < rows; ++t) ke[t] = static_cast<int32_t>(causal ? columns - rows + t + 1 : columns);
+    if (causal && row_count > column_count) throw std::invalid_argument("causal needs S_q <= S_kv");
+    q = random_e4m3(random, static_cast<size_t>(row_count * heads * dim));
+    weights = random_floats(random, static_cast<size_t>(row_count * heads), -1.0f, 1.0f);
+    k = random_e4m3(random, static_cast<size_t>(column_count * dim));
+    k_scale = random_floats(random, static_cast<size_t>(column_count), 0.01f, 1.0f);
+    ks.assign(static_cast<size_t>(row_count), 0);
+    ke.resize(static_cast<size_t>(row_count));
+    for (int64_t t = 0; t < row_count; ++t) ke[t] = static_cast<int32_t>(causal ? column_count - row_count + t + 1 : column_count);
     Device& device = bench.device;
     q_buffer = device.upload(q);
     weight_buffer = device.upload(weights);
@@ -74,17 +74,17 @@ IndexerPrefill::IndexerPrefill(Bench& bench, Random& random, const Shape& shape)
     scale_buffer = device.upload(k_scale);
     ks_buffer = device.upload(ks);
     ke_buffer = device.upload(ke);
-    q_tensor = device_tensor(device, q_buffer, {rows, heads, dim}, DSA_DTYPE_FP8_E4M3);
-    weight_tensor = device_tensor(device, weight_buffer, {rows, heads}, DSA_DTYPE_F32);
-    k_tensor = device_tensor(device, k_buffer, {columns, dim}, DSA_DTYPE_FP8_E4M3);
-    scale_tensor = device_tensor(device, scale_buffer, {columns}, DSA_DTYPE_F32);
-    ks_tensor = device_tensor(device, ks_buffer, {rows}, DSA_DTYPE_I32);
-    ke_tensor = device_tensor(device, ke_buffer, {rows}, DSA_DTYPE_I32);
+    q_tensor = device_tensor(device, q_buffer, {row_count, heads, dim}, DSA_DTYPE_FP8_E4M3);
+    weight_tensor = device_tensor(device, weight_buffer, {row_count, heads}, DSA_DTYPE_F32);
+    k_tensor = device_tensor(device, k_buffer, {column_count, dim}, DSA_DTYPE_FP8_E4M3);
+    scale_tensor = device_tensor(device, scale_buffer, {column_count}, DSA_DTYPE_F32);
+    ks_tensor = device_tensor(device, ks_buffer, {row_count}, DSA_DTYPE_I32);
+    ke_tensor = device_tensor(device, ke_buffer, {row_count}, DSA_DTYPE_I32);
 }
 
 double IndexerPrefill::visible_pairs() const {
     double pairs = 0;
-    for (int64_t t = 0; t < rows; ++t) pairs += ke[t] - ks[t];
+    for (int64_t t = 0; t < row_count; ++t) pairs += ke[t] - ks[t];
     return pairs;
 }
 
@@ -102,21 +102,28 @@ std::vector<float> IndexerPrefill::oracle_logits(Bench& bench, const std::vector
     const std::vector<uint8_t> q_rows = gather_rows(q, heads * dim, sample);
     const std::vector<float> weight_rows = gather_rows(weights, heads, sample);
     const std::vector<int32_t> ks_rows = gather_rows(ks, 1, sample), ke_rows = gather_rows(ke, 1, sample);
-    std::vector<float> logits(static_cast<size_t>(count * columns));
+    std::vector<float> logits(static_cast<size_t>(count * column_count));
     bench.oracle.indexer_logits(host_tensor(q_rows.data(), {count, heads, dim}, DSA_DTYPE_FP8_E4M3),
                                 host_tensor(weight_rows.data(), {count, heads}, DSA_DTYPE_F32),
-                                host_tensor(k.data(), {columns, dim}, DSA_DTYPE_FP8_E4M3),
-                                host_tensor(k_scale.data(), {columns}, DSA_DTYPE_F32),
+                                host_tensor(k.data(), {column_count, dim}, DSA_DTYPE_FP8_E4M3),
+                                host_tensor(k_scale.data(), {column_count}, DSA_DTYPE_F32),
                                 host_tensor(ks_rows.data(), {count}, DSA_DTYPE_I32),
                                 host_tensor(ke_rows.data(), {count}, DSA_DTYPE_I32),
-                                host_tensor(logits.data(), {count, columns}, DSA_DTYPE_F32));
+                                host_tensor(logits.data(), {count, column_count}, DSA_DTYPE_F32));
     return logits;
+}
+
+IndexerSample IndexerPrefill::oracle_sample(Bench& bench) const {
+    IndexerSample sample;
+    sample.rows = sample_rows(row_count, bench.check_rows, bench.seed + 1);
+    sample.logits = oracle_logits(bench, sample.rows);
+    return sample;
 }
 
 std::vector<double> IndexerPrefill::tolerance(const Bench& bench, int64_t row) const {
     const double factor = indexer_tolerance_factor(bench, heads, dim);
     const std::vector<double> query = query_magnitudes(q.data() + row * heads * dim, weights.data() + row * heads, heads, dim);
-    std::vector<double> result(static_cast<size_t>(columns), 0.0);
+    std::vector<double> result(static_cast<size_t>(column_count), 0.0);
     for (int64_t c = ks[row]; c < ke[row]; ++c) result[c] = factor * key_magnitude(query, k.data() + c * dim, k_scale[c]);
     return result;
 }
@@ -195,6 +202,11 @@ std::vector<float> IndexerPaged::oracle_logits(Bench& bench, const std::vector<i
     return logits;
 }
 
+IndexerSample IndexerPaged::oracle_sample(Bench& bench) const {
+    const std::vector<int64_t> sequences = sample_rows(batch, bench.check_rows, bench.seed + 1);
+    return {rows_of(sequences), oracle_logits(bench, sequences)};
+}
+
 std::vector<double> IndexerPaged::tolerance(const Bench& bench, int64_t row) const {
     const double factor = indexer_tolerance_factor(bench, heads, dim);
     const std::vector<double> query = query_magnitudes(q.data() + row * heads * dim, weights.data() + row * heads, heads, dim);
@@ -218,13 +230,14 @@ int32_t IndexerPaged::slot(int64_t row, int32_t token) const {
 }
 
 template <typename Indexer>
-std::string check_indexer_selection(Bench& bench, const Indexer& indexer, const std::vector<int64_t>& rows,
-                                    const std::vector<float>& logits, const std::vector<int32_t>& selected, int64_t k) {
-    const int64_t columns = static_cast<int64_t>(logits.size() / rows.size());
+std::string check_indexer_selection(Bench& bench, const Indexer& indexer, const IndexerSample& sample,
+                                    const std::vector<int32_t>& selected, int64_t k) {
+    const std::vector<int64_t>& rows = sample.rows;
+    const int64_t columns = indexer.columns();
     for (size_t i = 0; i < rows.size(); ++i) {
         const std::vector<double> tolerance = indexer.tolerance(bench, rows[i]);
         SelectionRow row;
-        row.scores = logits.data() + i * columns;
+        row.scores = sample.logits.data() + i * columns;
         row.tolerance = &tolerance;
         row.columns = columns;
         indexer.window(rows[i], &row.begin, &row.end);
@@ -236,12 +249,10 @@ std::string check_indexer_selection(Bench& bench, const Indexer& indexer, const 
     return "";
 }
 
-template std::string check_indexer_selection<IndexerPrefill>(Bench&, const IndexerPrefill&, const std::vector<int64_t>&,
-                                                             const std::vector<float>&, const std::vector<int32_t>&,
-                                                             int64_t);
-template std::string check_indexer_selection<IndexerPaged>(Bench&, const IndexerPaged&, const std::vector<int64_t>&,
-                                                           const std::vector<float>&, const std::vector<int32_t>&,
-                                                           int64_t);
+template std::string check_indexer_selection<IndexerPrefill>(Bench&, const IndexerPrefill&, const IndexerSample&,
+                                                  const std::vector<int32_t>&, int64_t);
+template std::string check_indexer_selection<IndexerPaged>(Bench&, const IndexerPaged&, const IndexerSample&,
+                                                  const std::vector<int32_t>&, int64_t);
 
 // ---- Sparse attention ---------------------------------------------------------------------
 

@@ -11,11 +11,18 @@ namespace dsa_bench {
 inline constexpr int64_t kPageTokens = 64;  // tokens per page of both paged caches
 inline constexpr float kSoftmaxScale = 0.13523378f;  // DeepSeek-V3.2's, see dsa.h
 
+// Query rows of an indexer case checked against the oracle, and the oracle's logits of them
+// ([rows.size(), columns], -inf outside the windows).
+struct IndexerSample {
+    std::vector<int64_t> rows;
+    std::vector<float> logits;
+};
+
 // Ragged-prefill indexer inputs: e4m3 q [S_q, H_I, D_I], f32 weights [S_q, H_I], e4m3 k
 // [S_kv, D_I], f32 k_scale [S_kv], windows [ks, ke). causal: query t is token S_kv - S_q + t of
 // the sequence (ks = 0, ke = S_kv - S_q + t + 1); otherwise every row sees all S_kv tokens.
 struct IndexerPrefill {
-    int64_t rows = 0, columns = 0, heads = 0, dim = 0;
+    int64_t row_count = 0, column_count = 0, heads = 0, dim = 0;
     std::vector<uint8_t> q, k;
     std::vector<float> weights, k_scale;
     std::vector<int32_t> ks, ke;
@@ -24,11 +31,15 @@ struct IndexerPrefill {
 
     // Reads S_q, S_kv, H_I, D_I and causal.
     IndexerPrefill(Bench& bench, Random& random, const Shape& shape);
+    int64_t rows() const { return row_count; }
+    int64_t columns() const { return column_count; }
     double visible_pairs() const;
+    double flop() const { return 2.0 * heads * dim * visible_pairs(); }
     double input_bytes() const;
     void window(int64_t row, int64_t* begin, int64_t* end) const;
     // The oracle's logits of rows `sample`: [sample.size(), columns].
     std::vector<float> oracle_logits(Bench& bench, const std::vector<int64_t>& sample) const;
+    IndexerSample oracle_sample(Bench& bench) const;
     // How far the device's logit of (row, column) may be from the oracle's (0 outside the window).
     std::vector<double> tolerance(const Bench& bench, int64_t row) const;
 };
@@ -51,20 +62,23 @@ struct IndexerPaged {
     std::vector<int64_t> rows_of(const std::vector<int64_t>& sequences) const;
     int64_t columns() const { return max_pages * kPageTokens; }
     double visible_pairs() const;
+    double flop() const { return 2.0 * heads * dim * visible_pairs(); }
     double cache_bytes_read() const { return static_cast<double>(batch) * context * (dim + 4); }
     void window(int64_t row, int64_t* begin, int64_t* end) const;
     // The oracle's logits of the rows of sequences `sequences`: [sequences.size() * n_next, columns].
     std::vector<float> oracle_logits(Bench& bench, const std::vector<int64_t>& sequences) const;
+    // Sampled sequences, all their rows.
+    IndexerSample oracle_sample(Bench& bench) const;
     std::vector<double> tolerance(const Bench& bench, int64_t row) const;
     // The cache slot of token `token` of the sequence of row `row` (-1 stays -1).
     int32_t slot(int64_t row, int32_t token) const;
 };
 
-// Checks rows `rows` of a top-k selection (indices [rows, k] in `selected`, rows in the order of
-// `rows`) against the indexer's oracle logits of the same rows.
+// Checks the sampled rows of a top-k selection (indices [sample.rows.size(), k] in `selected`, in
+// the order of the sample) against the indexer's oracle logits of those rows.
 template <typename Indexer>
-std::string check_indexer_selection(Bench& bench, const Indexer& indexer, const std::vector<int64_t>& rows,
-                                    const std::vector<float>& logits, const std::vector<int32_t>& selected, int64_t k);
+std::string check_indexer_selection(Bench& bench, const Indexer& indexer, const IndexerSample& sample,
+                                    const std::vector<int32_t>& selected, int64_t k);
 
 // Sparse attention over bf16 [S_kv, d_qk] (prefill) or a paged cache of 64-token pages, bf16
 // [pages, 64, d_qk] or FP8 MLA u8 [pages, 64, 656].

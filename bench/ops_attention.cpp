@@ -99,6 +99,25 @@ Prepared sparse_attention_paged(Bench& bench, const Shape& shape) {
     return prepared;
 }
 
+// What the one-call layer writes besides out and lse (the selection it used, [rows, k]) and the
+// workspace it asks for on the benchmarked device, so no call allocates.
+struct LayerOutputs {
+    dsa_topk_params_t topk;
+    Buffer selected_buffer, workspace;
+    size_t workspace_bytes = 0;
+    dsa_tensor_t selected_tensor;
+
+    LayerOutputs(Device& device, int64_t rows, int64_t columns, int64_t k) {
+        dsa_topk_params_init(&topk);
+        topk.k = static_cast<int32_t>(k);
+        selected_buffer = device.output(static_cast<size_t>(rows * k) * 4, kPoisonIndex);
+        selected_tensor = device_tensor(device, selected_buffer, {rows, k}, DSA_DTYPE_I32);
+        require_success(dsa_attention_workspace_size(device.context(), &topk, rows, columns, &workspace_bytes),
+                        "dsa_attention_workspace_size");
+        workspace = device.allocate(workspace_bytes);
+    }
+};
+
 // The one-call layer, prefill: the selection is checked against the oracle's indexer logits,
 // then the attention against the oracle given the indices the layer reports it used.
 Prepared attention(Bench& bench, const Shape& shape) {
@@ -106,47 +125,38 @@ Prepared attention(Bench& bench, const Shape& shape) {
     struct State {
         IndexerPrefill indexer;
         AttentionData data;
-        dsa_topk_params_t topk;
-        Buffer selected_buffer, workspace;
-        size_t workspace_bytes = 0;
-        dsa_tensor_t selected_tensor;
+        LayerOutputs layer;
         State(Bench& bench, Random& random, const Shape& shape)
             : indexer(bench, random, shape),
               data(bench, random, {shape["S_q"]}, shape["H_q"], shape["d_qk"], shape["d_v"], shape["S_kv"], false,
-                   false) {}
+                   false),
+              layer(bench.device, shape["S_q"], shape["S_kv"], shape["k"]) {}
     };
     Random random(bench.seed);
     auto s = std::make_shared<State>(bench, random, shape);
     Device& device = bench.device;
-    dsa_topk_params_init(&s->topk);
-    s->topk.k = static_cast<int32_t>(k);
-    s->selected_buffer = device.output(static_cast<size_t>(rows * k) * 4, kPoisonIndex);
-    s->selected_tensor = device_tensor(device, s->selected_buffer, {rows, k}, DSA_DTYPE_I32);
-    require_success(dsa_attention_workspace_size(device.context(), &s->topk, rows, tokens, &s->workspace_bytes),
-                    "dsa_attention_workspace_size");
-    s->workspace = device.allocate(s->workspace_bytes);
-
     const IndexerPrefill& x = s->indexer;
     const AttentionData& d = s->data;
     Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs() + attention_flop(d.heads, rows, k, d.d_qk, d.d_v);
+    prepared.work.flop = x.flop() + attention_flop(d.heads, rows, k, d.d_qk, d.d_v);
     // Each KV row is counted once, as if every token of the sequence were selected by some query.
     prepared.work.bytes = x.input_bytes() + static_cast<double>(std::min(tokens, rows * k)) * d.entry_bytes() +
                           d.query_bytes() + 4.0 * rows * k;
     prepared.run = [s, &device] {
         const IndexerPrefill& x = s->indexer;
         const AttentionData& d = s->data;
-        return dsa_attention(device.context(), nullptr, &s->topk, &d.params, &x.q_tensor, &x.weight_tensor, &x.k_tensor,
+        const LayerOutputs& o = s->layer;
+        return dsa_attention(device.context(), nullptr, &o.topk, &d.params, &x.q_tensor, &x.weight_tensor, &x.k_tensor,
                              &x.scale_tensor, &x.ks_tensor, &x.ke_tensor, &d.q_tensor, &d.kv_tensor, nullptr,
-                             &d.out_tensor, &d.lse_tensor, &s->selected_tensor, s->workspace.data(), s->workspace_bytes,
+                             &d.out_tensor, &d.lse_tensor, &o.selected_tensor, o.workspace.data(), o.workspace_bytes,
                              device.stream());
     };
-    prepared.check = [s, &bench, rows, k] {
-        const std::vector<int64_t> sample = sample_rows(rows, bench.check_rows, bench.seed + 1);
-        const std::vector<int32_t> selected = download_rows<int32_t>(bench.device, s->selected_buffer, k, sample);
-        const std::string error =
-            check_indexer_selection(bench, s->indexer, sample, s->indexer.oracle_logits(bench, sample), selected, k);
-        return error.empty() ? s->data.check_rows(bench, sample, selected, k) : error;
+    prepared.check = [s, &bench, k] {
+        const IndexerSample sample = s->indexer.oracle_sample(bench);
+        const std::vector<int32_t> selected =
+            download_rows<int32_t>(bench.device, s->layer.selected_buffer, k, sample.rows);
+        const std::string error = check_indexer_selection(bench, s->indexer, sample, selected, k);
+        return error.empty() ? s->data.check_rows(bench, sample.rows, selected, k) : error;
     };
     return prepared;
 }
@@ -185,30 +195,20 @@ Prepared attention_paged(Bench& bench, const Shape& shape) {
     struct State {
         IndexerPaged indexer;
         AttentionData data;
-        dsa_topk_params_t topk;
-        Buffer selected_buffer, workspace;
-        size_t workspace_bytes = 0;
-        dsa_tensor_t selected_tensor;
+        LayerOutputs layer;
         State(Bench& bench, Random& random, const Shape& shape)
             : indexer(bench, random, shape, "s_q"),
               data(bench, random, {shape["B"], shape["s_q"]}, shape["H_q"], 576, 512, indexer.num_pages * kPageTokens,
-                   true, shape["fp8"] != 0) {}
+                   true, shape["fp8"] != 0),
+              layer(bench.device, indexer.rows(), indexer.columns(), shape["k"]) {}
     };
     Random random(bench.seed);
     auto s = std::make_shared<State>(bench, random, shape);
     Device& device = bench.device;
     const IndexerPaged& x = s->indexer;
     const AttentionData& d = s->data;
-    dsa_topk_params_init(&s->topk);
-    s->topk.k = static_cast<int32_t>(k);
-    s->selected_buffer = device.output(static_cast<size_t>(x.rows() * k) * 4, kPoisonIndex);
-    s->selected_tensor = device_tensor(device, s->selected_buffer, {x.rows(), k}, DSA_DTYPE_I32);
-    require_success(dsa_attention_workspace_size(device.context(), &s->topk, x.rows(), x.columns(), &s->workspace_bytes),
-                    "dsa_attention_workspace_size");
-    s->workspace = device.allocate(s->workspace_bytes);
-
     Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs() + attention_flop(d.heads, x.rows(), k, d.d_qk, d.d_v);
+    prepared.work.flop = x.flop() + attention_flop(d.heads, x.rows(), k, d.d_qk, d.d_v);
     // Each sequence's KV counted once per token its queries can select.
     prepared.work.bytes = x.cache_bytes_read() +
                           static_cast<double>(x.batch) * std::min(x.context, x.next_n * k) * d.entry_bytes() +
@@ -216,21 +216,20 @@ Prepared attention_paged(Bench& bench, const Shape& shape) {
     prepared.run = [s, &device] {
         const IndexerPaged& x = s->indexer;
         const AttentionData& d = s->data;
-        return dsa_attention_paged(device.context(), nullptr, &s->topk, &d.params, &x.q_tensor, &x.weight_tensor,
+        const LayerOutputs& o = s->layer;
+        return dsa_attention_paged(device.context(), nullptr, &o.topk, &d.params, &x.q_tensor, &x.weight_tensor,
                                    &x.cache_tensor, &x.table_tensor, &x.length_tensor, &d.q_tensor, &d.kv_tensor,
-                                   nullptr, &d.out_tensor, &d.lse_tensor, &s->selected_tensor, s->workspace.data(),
-                                   s->workspace_bytes, device.stream());
+                                   nullptr, &d.out_tensor, &d.lse_tensor, &o.selected_tensor, o.workspace.data(),
+                                   o.workspace_bytes, device.stream());
     };
     prepared.check = [s, &bench, k] {
         const IndexerPaged& x = s->indexer;
-        const std::vector<int64_t> sequences = sample_rows(x.batch, bench.check_rows, bench.seed + 1);
-        const std::vector<int64_t> rows = x.rows_of(sequences);
-        const std::vector<int32_t> slots = download_rows<int32_t>(bench.device, s->selected_buffer, k, rows);
+        const IndexerSample sample = x.oracle_sample(bench);
+        const std::vector<int32_t> slots = download_rows<int32_t>(bench.device, s->layer.selected_buffer, k, sample.rows);
         std::vector<int32_t> tokens;
-        std::string error = tokens_of_slots(x, rows, slots, k, &tokens);
-        if (error.empty())
-            error = check_indexer_selection(bench, x, rows, x.oracle_logits(bench, sequences), tokens, k);
-        return error.empty() ? s->data.check_rows(bench, rows, slots, k) : error;
+        std::string error = tokens_of_slots(x, sample.rows, slots, k, &tokens);
+        if (error.empty()) error = check_indexer_selection(bench, x, sample, tokens, k);
+        return error.empty() ? s->data.check_rows(bench, sample.rows, slots, k) : error;
     };
     return prepared;
 }

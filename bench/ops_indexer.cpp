@@ -101,111 +101,114 @@ Prepared topk(Bench& bench, const Shape& shape) {
 
 // ---- Lightning indexer --------------------------------------------------------------------
 
-Prepared indexer_logits(Bench& bench, const Shape& shape) {
-    struct State {
-        IndexerPrefill indexer;
-        Buffer logit_buffer;
-        dsa_tensor_t logit_tensor;
-        State(Bench& bench, Random&& random, const Shape& shape) : indexer(bench, random, shape) {}
-    };
-    auto s = std::make_shared<State>(bench, Random(bench.seed), shape);
+// A case over indexer inputs (IndexerPrefill or IndexerPaged), the op's outputs kept beside them.
+template <typename Indexer, typename Outputs>
+struct IndexerState {
+    Indexer indexer;
+    Outputs outputs;
+    IndexerState(Bench& bench, Random&& random, const Shape& shape) : indexer(bench, random, shape) {}
+};
+
+struct LogitsOutput {
+    Buffer buffer;
+    dsa_tensor_t tensor;
+};
+
+// The materialised logits [rows, columns], every element of the sampled rows compared.
+// `call(context, indexer, logits, stream)` is the op; `bytes` its byte count.
+template <typename Indexer, typename Call>
+Prepared logits_case(Bench& bench, const Shape& shape, Call call, double (*bytes)(const Indexer&)) {
+    auto s = std::make_shared<IndexerState<Indexer, LogitsOutput>>(bench, Random(bench.seed), shape);
     Device& device = bench.device;
-    const IndexerPrefill& x = s->indexer;
-    s->logit_buffer = device.output(static_cast<size_t>(x.rows * x.columns) * 4, kPoisonFloat);
-    s->logit_tensor = device_tensor(device, s->logit_buffer, {x.rows, x.columns}, DSA_DTYPE_F32);
+    const Indexer& x = s->indexer;
+    s->outputs.buffer = device.output(static_cast<size_t>(x.rows() * x.columns()) * 4, kPoisonFloat);
+    s->outputs.tensor = device_tensor(device, s->outputs.buffer, {x.rows(), x.columns()}, DSA_DTYPE_F32);
 
     Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs();
-    prepared.work.bytes = x.input_bytes() + 4.0 * x.rows * x.columns;
-    prepared.run = [s, &device] {
-        const IndexerPrefill& x = s->indexer;
-        return dsa_indexer_logits(device.context(), nullptr, &x.q_tensor, &x.weight_tensor, &x.k_tensor, &x.scale_tensor,
-                                  &x.ks_tensor, &x.ke_tensor, &s->logit_tensor, device.stream());
+    prepared.work.flop = x.flop();
+    prepared.work.bytes = bytes(x);
+    prepared.run = [s, &device, call] {
+        return call(device.context(), s->indexer, s->outputs.tensor, device.stream());
     };
     prepared.check = [s, &bench] {
-        const IndexerPrefill& x = s->indexer;
-        const std::vector<int64_t> sample = sample_rows(x.rows, bench.check_rows, bench.seed + 1);
-        const std::vector<float> want = x.oracle_logits(bench, sample);
-        const std::vector<float> got = download_rows<float>(bench.device, s->logit_buffer, x.columns, sample);
-        return compare_logits(bench, x, sample, got, want);
+        const Indexer& x = s->indexer;
+        const IndexerSample sample = x.oracle_sample(bench);
+        const std::vector<float> got = download_rows<float>(bench.device, s->outputs.buffer, x.columns(), sample.rows);
+        return compare_logits(bench, x, sample.rows, got, sample.logits);
     };
     return prepared;
 }
 
-Prepared indexer_logits_paged(Bench& bench, const Shape& shape) {
-    struct State {
-        IndexerPaged indexer;
-        Buffer logit_buffer;
-        dsa_tensor_t logit_tensor;
-        State(Bench& bench, Random&& random, const Shape& shape) : indexer(bench, random, shape) {}
-    };
-    auto s = std::make_shared<State>(bench, Random(bench.seed), shape);
-    Device& device = bench.device;
-    const IndexerPaged& x = s->indexer;
-    s->logit_buffer = device.output(static_cast<size_t>(x.rows() * x.columns()) * 4, kPoisonFloat);
-    s->logit_tensor = device_tensor(device, s->logit_buffer, {x.rows(), x.columns()}, DSA_DTYPE_F32);
+Prepared indexer_logits(Bench& bench, const Shape& shape) {
+    return logits_case<IndexerPrefill>(
+        bench, shape,
+        [](dsa_context_t* context, const IndexerPrefill& x, const dsa_tensor_t& logits, dsa_stream_t stream) {
+            return dsa_indexer_logits(context, nullptr, &x.q_tensor, &x.weight_tensor, &x.k_tensor, &x.scale_tensor,
+                                      &x.ks_tensor, &x.ke_tensor, &logits, stream);
+        },
+        [](const IndexerPrefill& x) { return x.input_bytes() + 4.0 * x.rows() * x.columns(); });
+}
 
-    Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs();
-    prepared.work.bytes = x.cache_bytes_read();
-    prepared.run = [s, &device] {
-        const IndexerPaged& x = s->indexer;
-        return dsa_indexer_logits_paged(device.context(), nullptr, &x.q_tensor, &x.weight_tensor, &x.cache_tensor,
-                                        &x.table_tensor, &x.length_tensor, &s->logit_tensor, device.stream());
-    };
-    prepared.check = [s, &bench] {
-        const IndexerPaged& x = s->indexer;
-        const std::vector<int64_t> sequences = sample_rows(x.batch, bench.check_rows, bench.seed + 1);
-        const std::vector<int64_t> rows = x.rows_of(sequences);
-        const std::vector<float> want = x.oracle_logits(bench, sequences);
-        const std::vector<float> got = download_rows<float>(bench.device, s->logit_buffer, x.columns(), rows);
-        return compare_logits(bench, x, rows, got, want);
-    };
-    return prepared;
+Prepared indexer_logits_paged(Bench& bench, const Shape& shape) {
+    return logits_case<IndexerPaged>(
+        bench, shape,
+        [](dsa_context_t* context, const IndexerPaged& x, const dsa_tensor_t& logits, dsa_stream_t stream) {
+            return dsa_indexer_logits_paged(context, nullptr, &x.q_tensor, &x.weight_tensor, &x.cache_tensor,
+                                            &x.table_tensor, &x.length_tensor, &logits, stream);
+        },
+        [](const IndexerPaged& x) { return x.cache_bytes_read(); });
 }
 
 // ---- Fused indexer + top-k ----------------------------------------------------------------
 
-// The workspace the fused op asks for, on the benchmarked device (so no call allocates).
-Buffer workspace_for(Device& device, int64_t rows, int64_t columns, size_t* bytes) {
-    require_success(dsa_indexer_topk_workspace_size(device.context(), rows, columns, bytes),
+// The fused op's outputs: token indices [rows, k] (and for the paged form cache slots), and the
+// workspace it asks for on the benchmarked device, so no call allocates.
+struct SelectionOutputs {
+    dsa_topk_params_t params;
+    Buffer index_buffer, slot_buffer, workspace;
+    size_t workspace_bytes = 0;
+    dsa_tensor_t index_tensor, slot_tensor;
+};
+
+template <typename Indexer>
+std::shared_ptr<IndexerState<Indexer, SelectionOutputs>> selection_state(Bench& bench, const Shape& shape, bool slots) {
+    auto s = std::make_shared<IndexerState<Indexer, SelectionOutputs>>(bench, Random(bench.seed), shape);
+    Device& device = bench.device;
+    const Indexer& x = s->indexer;
+    SelectionOutputs& o = s->outputs;
+    const int64_t k = shape["k"];
+    o.params = topk_params(shape);
+    o.index_buffer = device.output(static_cast<size_t>(x.rows() * k) * 4, kPoisonIndex);
+    o.index_tensor = device_tensor(device, o.index_buffer, {x.rows(), k}, DSA_DTYPE_I32);
+    if (slots) {
+        o.slot_buffer = device.output(static_cast<size_t>(x.rows() * k) * 4, kPoisonIndex);
+        o.slot_tensor = device_tensor(device, o.slot_buffer, {x.rows(), k}, DSA_DTYPE_I32);
+    }
+    require_success(dsa_indexer_topk_workspace_size(device.context(), x.rows(), x.columns(), &o.workspace_bytes),
                     "dsa_indexer_topk_workspace_size");
-    return device.allocate(*bytes);
+    o.workspace = device.allocate(o.workspace_bytes);
+    return s;
 }
 
 Prepared indexer_topk(Bench& bench, const Shape& shape) {
-    struct State {
-        IndexerPrefill indexer;
-        dsa_topk_params_t params;
-        Buffer index_buffer, workspace;
-        size_t workspace_bytes = 0;
-        dsa_tensor_t index_tensor;
-        State(Bench& bench, Random&& random, const Shape& shape) : indexer(bench, random, shape) {}
-    };
-    auto s = std::make_shared<State>(bench, Random(bench.seed), shape);
+    auto s = selection_state<IndexerPrefill>(bench, shape, false);
     Device& device = bench.device;
     const IndexerPrefill& x = s->indexer;
     const int64_t k = shape["k"];
-    s->params = topk_params(shape);
-    s->index_buffer = device.output(static_cast<size_t>(x.rows * k) * 4, kPoisonIndex);
-    s->index_tensor = device_tensor(device, s->index_buffer, {x.rows, k}, DSA_DTYPE_I32);
-    s->workspace = workspace_for(device, x.rows, x.columns, &s->workspace_bytes);
-
     Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs();
-    prepared.work.bytes = x.input_bytes() + 4.0 * x.rows * k;
+    prepared.work.flop = x.flop();
+    prepared.work.bytes = x.input_bytes() + 4.0 * x.rows() * k;
     prepared.run = [s, &device] {
         const IndexerPrefill& x = s->indexer;
-        return dsa_indexer_topk(device.context(), nullptr, &s->params, &x.q_tensor, &x.weight_tensor, &x.k_tensor,
-                                &x.scale_tensor, &x.ks_tensor, &x.ke_tensor, &s->index_tensor, s->workspace.data(),
-                                s->workspace_bytes, device.stream());
+        const SelectionOutputs& o = s->outputs;
+        return dsa_indexer_topk(device.context(), nullptr, &o.params, &x.q_tensor, &x.weight_tensor, &x.k_tensor,
+                                &x.scale_tensor, &x.ks_tensor, &x.ke_tensor, &o.index_tensor, o.workspace.data(),
+                                o.workspace_bytes, device.stream());
     };
     prepared.check = [s, &bench, k] {
-        const IndexerPrefill& x = s->indexer;
-        const std::vector<int64_t> sample = sample_rows(x.rows, bench.check_rows, bench.seed + 1);
-        const std::vector<float> logits = x.oracle_logits(bench, sample);
-        const std::vector<int32_t> selected = download_rows<int32_t>(bench.device, s->index_buffer, k, sample);
-        return check_indexer_selection(bench, x, sample, logits, selected, k);
+        const IndexerSample sample = s->indexer.oracle_sample(bench);
+        const std::vector<int32_t> selected = download_rows<int32_t>(bench.device, s->outputs.index_buffer, k, sample.rows);
+        return check_indexer_selection(bench, s->indexer, sample, selected, k);
     };
     return prepared;
 }
@@ -213,47 +216,31 @@ Prepared indexer_topk(Bench& bench, const Shape& shape) {
 // Both outputs: token indices (checked against the oracle's logits) and cache slots (checked
 // against the block table).
 Prepared indexer_topk_paged(Bench& bench, const Shape& shape) {
-    struct State {
-        IndexerPaged indexer;
-        dsa_topk_params_t params;
-        Buffer index_buffer, slot_buffer, workspace;
-        size_t workspace_bytes = 0;
-        dsa_tensor_t index_tensor, slot_tensor;
-        State(Bench& bench, Random&& random, const Shape& shape) : indexer(bench, random, shape) {}
-    };
-    auto s = std::make_shared<State>(bench, Random(bench.seed), shape);
+    auto s = selection_state<IndexerPaged>(bench, shape, true);
     Device& device = bench.device;
     const IndexerPaged& x = s->indexer;
     const int64_t k = shape["k"];
-    s->params = topk_params(shape);
-    s->index_buffer = device.output(static_cast<size_t>(x.rows() * k) * 4, kPoisonIndex);
-    s->slot_buffer = device.output(static_cast<size_t>(x.rows() * k) * 4, kPoisonIndex);
-    s->index_tensor = device_tensor(device, s->index_buffer, {x.rows(), k}, DSA_DTYPE_I32);
-    s->slot_tensor = device_tensor(device, s->slot_buffer, {x.rows(), k}, DSA_DTYPE_I32);
-    s->workspace = workspace_for(device, x.rows(), x.columns(), &s->workspace_bytes);
-
     Prepared prepared;
-    prepared.work.flop = 2.0 * x.heads * x.dim * x.visible_pairs();
+    prepared.work.flop = x.flop();
     prepared.work.bytes = x.cache_bytes_read() + 8.0 * x.rows() * k;
     prepared.run = [s, &device] {
         const IndexerPaged& x = s->indexer;
-        return dsa_indexer_topk_paged(device.context(), nullptr, &s->params, &x.q_tensor, &x.weight_tensor,
-                                      &x.cache_tensor, &x.table_tensor, &x.length_tensor, &s->index_tensor,
-                                      &s->slot_tensor, s->workspace.data(), s->workspace_bytes, device.stream());
+        const SelectionOutputs& o = s->outputs;
+        return dsa_indexer_topk_paged(device.context(), nullptr, &o.params, &x.q_tensor, &x.weight_tensor,
+                                      &x.cache_tensor, &x.table_tensor, &x.length_tensor, &o.index_tensor,
+                                      &o.slot_tensor, o.workspace.data(), o.workspace_bytes, device.stream());
     };
     prepared.check = [s, &bench, k] {
         const IndexerPaged& x = s->indexer;
-        const std::vector<int64_t> sequences = sample_rows(x.batch, bench.check_rows, bench.seed + 1);
-        const std::vector<int64_t> rows = x.rows_of(sequences);
-        const std::vector<float> logits = x.oracle_logits(bench, sequences);
-        const std::vector<int32_t> selected = download_rows<int32_t>(bench.device, s->index_buffer, k, rows);
-        const std::string error = check_indexer_selection(bench, x, rows, logits, selected, k);
+        const IndexerSample sample = x.oracle_sample(bench);
+        const std::vector<int32_t> selected = download_rows<int32_t>(bench.device, s->outputs.index_buffer, k, sample.rows);
+        const std::string error = check_indexer_selection(bench, x, sample, selected, k);
         if (!error.empty()) return error;
-        const std::vector<int32_t> slots = download_rows<int32_t>(bench.device, s->slot_buffer, k, rows);
-        for (size_t i = 0; i < rows.size(); ++i)
+        const std::vector<int32_t> slots = download_rows<int32_t>(bench.device, s->outputs.slot_buffer, k, sample.rows);
+        for (size_t i = 0; i < sample.rows.size(); ++i)
             for (int64_t j = 0; j < k; ++j)
-                if (slots[i * k + j] != x.slot(rows[i], selected[i * k + j]))
-                    return "slots row " + std::to_string(rows[i]) + ": entry " + std::to_string(j) +
+                if (slots[i * k + j] != x.slot(sample.rows[i], selected[i * k + j]))
+                    return "slots row " + std::to_string(sample.rows[i]) + ": entry " + std::to_string(j) +
                            " is not the block-table slot of its index";
         return std::string();
     };
