@@ -2,8 +2,9 @@
 """Renders bench/RESULTS.md from the JSON of benchmark runs, so regenerating the report is one
 command:
 
-  python3 bench/render_results.py --cpu bench/results/cpu.json [--gpu deepseek.json --gpu tp.json]
-      [--torch torch-deepseek.json --torch torch-tp.json] [--commit HASH] > bench/RESULTS.md
+  python3 bench/render_results.py --cpu bench/results/cpu.json --cpu-notes bench/results/cpu-notes.md
+      [--gpu deepseek.json --gpu tp.json --torch torch-deepseek.json --torch torch-tp.json
+       --gpu-notes notes.md] [--commit HASH] > bench/RESULTS.md
 
 --cpu / --gpu: dsa-bench --json output (CPU and CUDA runs); --torch: bench/torch_baselines.py
 --json output of the same run as the GPU JSON. Without --gpu the GPU section keeps its structure
@@ -114,6 +115,13 @@ def load(paths):
     return cases
 
 
+def read_notes(path):
+    if not path:
+        return ""
+    with open(path) as notes:
+        return notes.read().strip()
+
+
 def header(cases, what, command, commit):
     first = cases[0]
     return [f"Measured {first['date']} on {first['device_name']}; libdsa commit {commit}; `{first['build']}`.",
@@ -122,8 +130,8 @@ def header(cases, what, command, commit):
             f"Command: `{command}`", ""]
 
 
-def gpu_section(gpu, torch_rows, commit):
-    lines = ["## GPU", ""]
+def gpu_section(gpu, torch_rows, commit, note):
+    lines = ["## GPU", ""] + ([note, ""] if note else [])
     if gpu:
         lines += header(gpu, "cuBLAS bf16 GEMM 8192^3; device-to-device copy, read + write",
                         "bench/run_gpu.sh OUT", commit)
@@ -154,8 +162,8 @@ def gpu_section(gpu, torch_rows, commit):
     return lines + [""]
 
 
-def cpu_section(cpu, commit):
-    lines = ["## CPU", ""]
+def cpu_section(cpu, commit, note):
+    lines = ["## CPU", ""] + ([note, ""] if note else [])
     if not cpu:
         return lines + ["Not measured yet: `dsa-bench --preset cpu --device cpu --json bench/results/cpu.json`.", ""]
     lines += header(cpu, "f32 FMA loop of all threads, the faster of AVX2 and AVX-512; memcpy, read + write",
@@ -173,6 +181,8 @@ def main():
     parser.add_argument("--cpu", action="append", default=[])
     parser.add_argument("--gpu", action="append", default=[])
     parser.add_argument("--torch", action="append", default=[])
+    parser.add_argument("--gpu-notes", help="a markdown file opening the GPU section (the machine's state, findings)")
+    parser.add_argument("--cpu-notes", help="a markdown file opening the CPU section")
     parser.add_argument("--commit", help="libdsa commit measured (default: git rev-parse --short HEAD)")
     args = parser.parse_args()
     commit = args.commit or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
@@ -184,14 +194,17 @@ def main():
              "```sh",
              "bench/run_gpu.sh OUT     # on the GPU machine: tests, deepseek + tp, PyTorch; writes OUT/RESULTS-gpu.md too",
              "build/bench/dsa-bench --preset cpu --device cpu --json bench/results/cpu.json   # the dev machine",
-             "python3 bench/render_results.py --cpu bench/results/cpu.json --gpu OUT/deepseek.json --gpu OUT/tp.json \\",
-             "    --torch OUT/torch-deepseek.json --torch OUT/torch-tp.json > bench/RESULTS.md",
+             "python3 bench/render_results.py --cpu bench/results/cpu.json --cpu-notes bench/results/cpu-notes.md \\",
+             "    --gpu OUT/deepseek.json --gpu OUT/tp.json --torch OUT/torch-deepseek.json --torch OUT/torch-tp.json \\",
+             "    [--gpu-notes bench/results/gpu-notes.md] [--commit MEASURED] > bench/RESULTS.md",
              "```", "",
+             "`bench/results/` keeps the JSON and notes of the runs shown here, so one section can be redone "
+             "without the other.", "",
              "Columns: `ms` is the median of the timed calls; rates use PERFORMANCE.md's FLOP and byte counts; "
              "`of roof` is max(FLOP / compute ceiling, bytes / copy ceiling) / time with both ceilings measured in "
              "the same run; `unsupported` means the op has no kernel on that device yet.", ""]
-    lines += gpu_section(load(args.gpu), load(args.torch), commit)
-    lines += cpu_section(load(args.cpu), commit)
+    lines += gpu_section(load(args.gpu), load(args.torch), commit, read_notes(args.gpu_notes))
+    lines += cpu_section(load(args.cpu), commit, read_notes(args.cpu_notes))
     sys.stdout.write("\n".join(lines))
     return 0
 

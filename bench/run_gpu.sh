@@ -67,7 +67,7 @@ for preset in $presets; do
   fi
 done
 # The committed CPU report's JSON joins the table, so RESULTS-gpu.md can replace bench/RESULTS.md.
-[ -f "$root/bench/results/cpu.json" ] && render+=(--cpu "$root/bench/results/cpu.json")
+[ -f "$root/bench/results/cpu.json" ] && render+=(--cpu "$root/bench/results/cpu.json" --cpu-notes "$root/bench/results/cpu-notes.md")
 python3 "$root/bench/render_results.py" "${render[@]}" --commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   > "$out/RESULTS-gpu.md" || status=1
 echo "merged table: $out/RESULTS-gpu.md"
