@@ -864,3 +864,256 @@ func TestAWorkspaceMustBeOnTheContextDevice(t *testing.T) {
 		t.Fatalf("device workspace: %v", err)
 	}
 }
+
+// referenceIndexerLoss is the indexer distillation loss in f64 (DSA_SPEC section 8.1) over each
+// row's entries, the teacher distribution of a row given by teacher(t, entries).
+func referenceIndexerLoss(q, k, w []float32, entries [][]int, teacher func(int, []int) []float64, heads, dim int,
+	coeff float64) (loss float64, rowLoss, dQ, dK, dW []float64) {
+	u := func(t, h, s int) float64 {
+		sum := 0.0
+		for d := 0; d < dim; d++ {
+			sum += float64(q[(t*heads+h)*dim+d]) * float64(k[s*dim+d])
+		}
+		return sum
+	}
+	rowLoss, dQ, dK, dW = make([]float64, len(entries)), make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(w))
+	for t, row := range entries {
+		p := teacher(t, row)
+		logits, total := make([]float64, len(row)), 0.0
+		for j, s := range row {
+			for h := 0; h < heads; h++ {
+				logits[j] += float64(w[t*heads+h]) * math.Max(u(t, h, s), 0)
+			}
+			total += math.Exp(logits[j])
+		}
+		for j, s := range row {
+			pi := math.Exp(logits[j]) / total
+			if p[j] > 0 {
+				rowLoss[t] += p[j] * math.Log(p[j]/pi)
+			}
+			g := coeff / float64(len(entries)) * (pi - p[j])
+			for h := 0; h < heads; h++ {
+				value := u(t, h, s)
+				dW[t*heads+h] += g * math.Max(value, 0)
+				if value <= 0 {
+					continue
+				}
+				for d := 0; d < dim; d++ {
+					dQ[(t*heads+h)*dim+d] += g * float64(w[t*heads+h]) * float64(k[s*dim+d])
+					dK[s*dim+d] += g * float64(w[t*heads+h]) * float64(q[(t*heads+h)*dim+d])
+				}
+			}
+		}
+		loss += coeff * rowLoss[t] / float64(len(entries))
+	}
+	return loss, rowLoss, dQ, dK, dW
+}
+
+func TestIndexerLossMatchesAFloat64ReferenceInBothModes(t *testing.T) {
+	context := newContext(t, nil)
+	const rows, tokens, heads, dim, teacherHeads, teacherDim, topk = 4, 10, 3, 8, 2, 4, 5
+	q, k, w := randomFloats(rows*heads*dim, 70, 1), randomFloats(tokens*dim, 71, 1), randomFloats(rows*heads, 72, 1)
+	teacherQ, teacherK := randomFloats(rows*teacherHeads*teacherDim, 73, 2), randomFloats(tokens*teacherDim, 74, 2)
+	probs := randomFloats(rows*tokens, 75, 1)
+	for i := range probs {
+		probs[i] = float32(math.Abs(float64(probs[i]))) + 0.01
+	}
+	ks, ke, indices := make([]int32, rows), make([]int32, rows), make([]int32, rows*topk)
+	for row := 0; row < rows; row++ {
+		ks[row], ke[row] = int32(row), int32(6+row)
+		for j, token := range []int32{1, -1, 3, 9, 3} {
+			indices[row*topk+j] = token + int32(row)
+		}
+	}
+	const scale = 0.7
+	rebuilt := func(row int, entries []int) []float64 {
+		p := make([]float64, len(entries))
+		for h := 0; h < teacherHeads; h++ {
+			z, total := make([]float64, len(entries)), 0.0
+			for j, s := range entries {
+				for d := 0; d < teacherDim; d++ {
+					z[j] += scale * float64(teacherQ[(row*teacherHeads+h)*teacherDim+d]) * float64(teacherK[s*teacherDim+d])
+				}
+				total += math.Exp(z[j])
+			}
+			for j := range entries {
+				p[j] += math.Exp(z[j]) / total / teacherHeads
+			}
+		}
+		return p
+	}
+	given := func(row int, entries []int) []float64 {
+		p, mass := make([]float64, len(entries)), 0.0
+		for _, s := range entries {
+			mass += float64(probs[row*tokens+s])
+		}
+		for j, s := range entries {
+			p[j] = float64(probs[row*tokens+s]) / mass
+		}
+		return p
+	}
+	for _, mode := range []dsa.IndexerLossMode{dsa.IndexerLossDense, dsa.IndexerLossSparse} {
+		entries := make([][]int, rows)
+		for row := range entries {
+			for s := int(ks[row]); s < int(ke[row]); s++ {
+				if mode == dsa.IndexerLossDense {
+					entries[row] = append(entries[row], s)
+				}
+			}
+			for _, s := range indices[row*topk : (row+1)*topk] {
+				if mode == dsa.IndexerLossSparse && s >= ks[row] && s < ke[row] {
+					entries[row] = append(entries[row], int(s))
+				}
+			}
+		}
+		params := dsa.DefaultIndexerLossParams()
+		params.Mode, params.Coeff, params.TeacherScale = mode, 0.5, scale
+		teacher := rebuilt
+		var selection, teacherQView, teacherKView, probsView *dsa.Tensor
+		if mode == dsa.IndexerLossSparse {
+			teacher, selection, probsView = given, view(t, indices, rows, topk), view(t, probs, rows, tokens)
+		} else {
+			teacherQView, teacherKView = view(t, teacherQ, rows, teacherHeads, teacherDim), view(t, teacherK, tokens, teacherDim)
+		}
+		loss, rowLoss, dQ, dK, dW := referenceIndexerLoss(q, k, w, entries, teacher, heads, dim, 0.5)
+		gotLoss, gotRows := []float32{float32(math.NaN())}, make([]float32, rows)
+		gotQ, gotK, gotW := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(w))
+		err := context.IndexerLoss(&params, view(t, q, rows, heads, dim), view(t, k, tokens, dim), view(t, w, rows, heads),
+			view(t, ks, rows), view(t, ke, rows), selection, teacherQView, teacherKView, probsView, view(t, gotLoss),
+			view(t, gotRows, rows), view(t, gotQ, rows, heads, dim), view(t, gotK, tokens, dim), view(t, gotW, rows, heads),
+			dsa.DefaultStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClose(t, "loss", gotLoss[0], loss, 1e-5)
+		for _, output := range []struct {
+			name string
+			got  []float32
+			want []float64
+		}{{"row_loss", gotRows, rowLoss}, {"d_index_q", gotQ, dQ}, {"d_index_k", gotK, dK}, {"d_weights", gotW, dW}} {
+			for i := range output.got {
+				checkClose(t, fmt.Sprintf("%s[%d] (mode %d)", output.name, i, mode), output.got[i], output.want[i], 1e-4)
+			}
+		}
+	}
+	// The teacher given as q and k needs its scale: nil params leave it 0.
+	untouched := []float32{5}
+	err := context.IndexerLoss(nil, view(t, q, rows, heads, dim), view(t, k, tokens, dim), view(t, w, rows, heads),
+		view(t, ks, rows), view(t, ke, rows), nil, view(t, teacherQ, rows, teacherHeads, teacherDim),
+		view(t, teacherK, tokens, teacherDim), nil, view(t, untouched), nil, nil, nil, nil, dsa.DefaultStream)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument ||
+		!strings.HasPrefix(message, "params.teacher_scale") {
+		t.Fatalf("teacher_scale 0: %v", err)
+	}
+	if untouched[0] != 5 {
+		t.Fatal("loss was written")
+	}
+}
+
+// forwardF64 is sparse attention of f64 inputs with a sink (DSA_SPEC section 6): out
+// [S_q, H, dV] and lse [S_q, H] (+Inf for a row without a valid index) for rows of topk indices
+// (negative ones skipped).
+func forwardF64(q, kv []float64, indices []int32, sink []float64, heads, dQK, dV, topk int, scale float64) (out, lse []float64) {
+	rows := len(indices) / topk
+	out, lse = make([]float64, rows*heads*dV), make([]float64, rows*heads)
+	for row := 0; row < rows; row++ {
+		var valid []int
+		for _, s := range indices[row*topk : (row+1)*topk] {
+			if s >= 0 {
+				valid = append(valid, int(s))
+			}
+		}
+		for h := 0; h < heads; h++ {
+			lse[row*heads+h] = math.Inf(1)
+			if len(valid) == 0 {
+				continue
+			}
+			z, sum := make([]float64, len(valid)), 0.0
+			for j, s := range valid {
+				for d := 0; d < dQK; d++ {
+					z[j] += scale * q[(row*heads+h)*dQK+d] * kv[s*dQK+d]
+				}
+				sum += math.Exp(z[j])
+			}
+			lse[row*heads+h] = math.Log(sum)
+			for j, s := range valid {
+				for c := 0; c < dV; c++ {
+					out[(row*heads+h)*dV+c] += math.Exp(z[j]) / (sum + math.Exp(sink[h])) * kv[s*dQK+c]
+				}
+			}
+		}
+	}
+	return out, lse
+}
+
+func TestSparseAttentionBackwardMatchesFiniteDifferences(t *testing.T) {
+	context := newContext(t, nil)
+	const rows, heads, dQK, dV, tokens, topk, scale = 3, 2, 8, 4, 6, 4, 0.4
+	toF64 := func(values []float32) []float64 {
+		result := make([]float64, len(values))
+		for i, v := range values {
+			result[i] = float64(v)
+		}
+		return result
+	}
+	q, kv, dout, sink := randomFloats(rows*heads*dQK, 90, 1), randomFloats(tokens*dQK, 91, 1),
+		randomFloats(rows*heads*dV, 92, 1), randomFloats(heads, 93, 1)
+	indices := []int32{0, 3, 3, -1, 5, 1, 2, 4, -1, -1, -1, -1} // a repeat; the last row has nothing
+	outF64, lseF64 := forwardF64(toF64(q), toF64(kv), indices, toF64(sink), heads, dQK, dV, topk, scale)
+	out, lse := make([]float32, len(outF64)), make([]float32, len(lseF64))
+	for i := range out {
+		out[i] = float32(outF64[i])
+	}
+	for i := range lse {
+		lse[i] = float32(lseF64[i])
+	}
+	params := dsa.DefaultSparseAttentionBackwardParams()
+	params.Scale, params.DV, params.Mode = scale, dV, dsa.SparseAttentionBackwardFast
+	bytes, err := context.SparseAttentionBackwardWorkspaceSize(&params, rows, topk, tokens, dQK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dq, dkv, dSink := make([]float32, len(q)), make([]float32, len(kv)), make([]float32, heads)
+	err = context.SparseAttentionBackward(&params, view(t, q, rows, heads, dQK), view(t, kv, tokens, dQK),
+		view(t, indices, rows, topk), view(t, sink, heads), nil, view(t, out, rows, heads, dV), view(t, lse, rows, heads),
+		view(t, dout, rows, heads, dV), view(t, dq, rows, heads, dQK), view(t, dkv, tokens, dQK), view(t, dSink, heads),
+		dsa.NewWorkspace(make([]byte, bytes)), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// d/dx of sum(dout * out) by central differences of the f64 forward, for q, kv and the sink.
+	for which, output := range []struct {
+		name string
+		got  []float32
+	}{{"dq", dq}, {"dkv", dkv}, {"d_attn_sink", dSink}} {
+		for i := range output.got {
+			inputs := [][]float64{toF64(q), toF64(kv), toF64(sink)}
+			loss := func() float64 {
+				out, _ := forwardF64(inputs[0], inputs[1], indices, inputs[2], heads, dQK, dV, topk, scale)
+				total := 0.0
+				for j, value := range out {
+					total += value * float64(dout[j])
+				}
+				return total
+			}
+			inputs[which][i] += 1e-6
+			up := loss()
+			inputs[which][i] -= 2e-6
+			down := loss()
+			checkClose(t, fmt.Sprintf("%s[%d]", output.name, i), output.got[i], (up-down)/2e-6, 1e-4)
+		}
+	}
+	for _, value := range dq[2*heads*dQK:] {
+		if value != 0 {
+			t.Fatalf("dq of the row without a valid index: %g", value)
+		}
+	}
+	params.Scale = 0
+	err = context.SparseAttentionBackward(&params, view(t, q, rows, heads, dQK), view(t, kv, tokens, dQK),
+		view(t, indices, rows, topk), nil, nil, view(t, out, rows, heads, dV), view(t, lse, rows, heads),
+		view(t, dout, rows, heads, dV), view(t, dq, rows, heads, dQK), view(t, dkv, tokens, dQK), nil, nil,
+		dsa.DefaultStream)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument || !strings.HasPrefix(message, "params.scale") {
+		t.Fatalf("scale 0: %v", err)
+	}
+}

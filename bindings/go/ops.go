@@ -165,6 +165,90 @@ func (p *SparseAttentionParams) toC() *C.dsa_sparse_attention_params_t {
 	return &raw
 }
 
+// IndexerLossMode is which token set the distributions of IndexerLoss live on
+// (DSA_INDEXER_LOSS_*).
+type IndexerLossMode uint32
+
+const (
+	// IndexerLossDense is the dense warm-up: every token of the row's window.
+	IndexerLossDense IndexerLossMode = C.DSA_INDEXER_LOSS_DENSE
+	// IndexerLossSparse is the sparse stage: the row's selected tokens inside the window,
+	// renormalised.
+	IndexerLossSparse IndexerLossMode = C.DSA_INDEXER_LOSS_SPARSE
+)
+
+// IndexerLossParams are the parameters of IndexerLoss (dsa_indexer_loss_params_t); nil means
+// the defaults, which only serve a teacher given as probabilities (TeacherScale has no default).
+type IndexerLossParams struct {
+	Mode  IndexerLossMode // default IndexerLossDense
+	Coeff float32         // loss weight (default 1; finite)
+	// TeacherScale is the softmax scale of the teacher's q.k, required with teacherQ (the default
+	// 0 is rejected); ignored with teacherProbs.
+	TeacherScale float32
+}
+
+// DefaultIndexerLossParams are the library's defaults (TeacherScale 0 must be replaced when the
+// teacher is given as q and k).
+func DefaultIndexerLossParams() IndexerLossParams {
+	var raw C.dsa_indexer_loss_params_t
+	C.dsa_indexer_loss_params_init(&raw)
+	return IndexerLossParams{Mode: IndexerLossMode(raw.mode), Coeff: float32(raw.coeff),
+		TeacherScale: float32(raw.teacher_scale)}
+}
+
+func (p *IndexerLossParams) toC() *C.dsa_indexer_loss_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_indexer_loss_params_t
+	C.dsa_indexer_loss_params_init(&raw)
+	raw.mode = C.dsa_indexer_loss_mode_t(p.Mode)
+	raw.coeff = C.float(p.Coeff)
+	raw.teacher_scale = C.float(p.TeacherScale)
+	return &raw
+}
+
+// SparseAttentionBackwardMode is how SparseAttentionBackward reduces dkv
+// (DSA_SPARSE_ATTENTION_BACKWARD_*).
+type SparseAttentionBackwardMode uint32
+
+const (
+	// SparseAttentionBackwardDeterministic is bitwise reproducible run to run (and, on the CPU,
+	// for any thread count); the default.
+	SparseAttentionBackwardDeterministic SparseAttentionBackwardMode = C.DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC
+	// SparseAttentionBackwardFast is the fastest reduction (f32 atomics on CUDA); on the CPU the
+	// same as SparseAttentionBackwardDeterministic.
+	SparseAttentionBackwardFast SparseAttentionBackwardMode = C.DSA_SPARSE_ATTENTION_BACKWARD_FAST
+)
+
+// SparseAttentionBackwardParams are the parameters of SparseAttentionBackward
+// (dsa_sparse_attention_backward_params_t). They are required: Scale has no default.
+type SparseAttentionBackwardParams struct {
+	Scale float32                     // the forward's softmax scale: finite and non-zero (the default 0 is rejected)
+	DV    int32                       // the forward's value width (default 512; 1 <= DV <= d_qk)
+	Mode  SparseAttentionBackwardMode // default SparseAttentionBackwardDeterministic
+}
+
+// DefaultSparseAttentionBackwardParams are the library's defaults (Scale 0 must be replaced).
+func DefaultSparseAttentionBackwardParams() SparseAttentionBackwardParams {
+	var raw C.dsa_sparse_attention_backward_params_t
+	C.dsa_sparse_attention_backward_params_init(&raw)
+	return SparseAttentionBackwardParams{Scale: float32(raw.scale), DV: int32(raw.d_v),
+		Mode: SparseAttentionBackwardMode(raw.mode)}
+}
+
+func (p *SparseAttentionBackwardParams) toC() *C.dsa_sparse_attention_backward_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_sparse_attention_backward_params_t
+	C.dsa_sparse_attention_backward_params_init(&raw)
+	raw.scale = C.float(p.Scale)
+	raw.d_v = C.int32_t(p.DV)
+	raw.mode = C.dsa_sparse_attention_backward_mode_t(p.Mode)
+	return &raw
+}
+
 // QuantizeFP8 quantises x [..., N] (f32, bf16 or f16) to e4m3 codes q [..., N] (FP8E4M3 or U8)
 // and f32 scales [..., N/GroupSize] (dsa_quantize_fp8; dsa.h has the layouts and statuses).
 func (c *Context) QuantizeFP8(params *QuantizeFP8Params, x, q, scales *Tensor, stream Stream) error {
@@ -512,6 +596,84 @@ func (c *Context) AttentionPaged(indexerParams *IndexerParams, topkParams *TopkP
 		blockTableLayout, blockTableData, contextLensLayout, contextLensData, qLayout, qData, kvCacheLayout,
 		kvCacheData, attnSinkLayout, attnSinkData, outLayout, outData, lseLayout, lseData, selectedLayout,
 		selectedData, workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
+	return check(status, message)
+}
+
+// IndexerLoss is the indexer distillation loss, forward and backward (dsa_indexer_loss): the KL
+// divergence of the student softmax over I = sum_h w_h ReLU(indexQ . indexK) from the teacher
+// (the head mean of softmax(TeacherScale * teacherQ . teacherK), or teacherProbs renormalised),
+// per row over its window (dense) or its in-window indices (sparse), and the gradients of
+// loss = Coeff * mean over active rows. Pass teacherQ and teacherK, or teacherProbs (the others
+// nil); indices is nil in dense mode; each output may be nil. dsa.h has shapes and statuses.
+func (c *Context) IndexerLoss(params *IndexerLossParams, indexQ, indexK, weights, ks, ke, indices, teacherQ,
+	teacherK, teacherProbs, loss, rowLoss, dIndexQ, dIndexK, dWeights *Tensor, stream Stream) error {
+	indexQLayout, indexQData := indexQ.parts()
+	indexKLayout, indexKData := indexK.parts()
+	weightsLayout, weightsData := weights.parts()
+	ksLayout, ksData := ks.parts()
+	keLayout, keData := ke.parts()
+	indicesLayout, indicesData := indices.parts()
+	teacherQLayout, teacherQData := teacherQ.parts()
+	teacherKLayout, teacherKData := teacherK.parts()
+	teacherProbsLayout, teacherProbsData := teacherProbs.parts()
+	lossLayout, lossData := loss.parts()
+	rowLossLayout, rowLossData := rowLoss.parts()
+	dIndexQLayout, dIndexQData := dIndexQ.parts()
+	dIndexKLayout, dIndexKData := dIndexK.parts()
+	dWeightsLayout, dWeightsData := dWeights.parts()
+	var message *C.char
+	status := C.dsa_go_indexer_loss(c.raw, params.toC(), indexQLayout, indexQData, indexKLayout, indexKData,
+		weightsLayout, weightsData, ksLayout, ksData, keLayout, keData, indicesLayout, indicesData, teacherQLayout,
+		teacherQData, teacherKLayout, teacherKData, teacherProbsLayout, teacherProbsData, lossLayout, lossData,
+		rowLossLayout, rowLossData, dIndexQLayout, dIndexQData, dIndexKLayout, dIndexKData, dWeightsLayout,
+		dWeightsData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// SparseAttentionBackwardWorkspaceSize is the scratch SparseAttentionBackward needs for
+// numQueries rows of topk indices over numTokens KV rows of dQK values, in bytes
+// (dsa_sparse_attention_backward_workspace_size); params may be nil (the defaults).
+func (c *Context) SparseAttentionBackwardWorkspaceSize(params *SparseAttentionBackwardParams, numQueries, topk,
+	numTokens, dQK int64) (int, error) {
+	var bytes C.size_t
+	var message *C.char
+	status := C.dsa_go_sparse_attention_backward_workspace_size(c.raw, params.toC(), C.int64_t(numQueries),
+		C.int64_t(topk), C.int64_t(numTokens), C.int64_t(dQK), &bytes, &message)
+	runtime.KeepAlive(c)
+	return int(bytes), check(status, message)
+}
+
+// SparseAttentionBackward is the backward pass of SparseAttention
+// (dsa_sparse_attention_backward): from q [S_q, H_q, d_qk] and kv [S_kv, d_qk] (bf16 or f32),
+// indices i32 [S_q, k], attnSink f32 [H_q] or nil, topkLength i32 [S_q] or nil, the forward's out
+// and lse, and dout [S_q, H_q, d_v], it writes dq [S_q, H_q, d_qk] (f32 or bf16), dkv f32
+// [S_kv, d_qk] and, unless nil (it must be nil without a sink), dAttnSink f32 [H_q]. params must
+// not be nil: Scale has no default. workspace may be nil.
+func (c *Context) SparseAttentionBackward(params *SparseAttentionBackwardParams, q, kv, indices, attnSink, topkLength,
+	out, lse, dout, dq, dkv, dAttnSink *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	qLayout, qData := q.parts()
+	kvLayout, kvData := kv.parts()
+	indicesLayout, indicesData := indices.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	topkLengthLayout, topkLengthData := topkLength.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	doutLayout, doutData := dout.parts()
+	dqLayout, dqData := dq.parts()
+	dkvLayout, dkvData := dkv.parts()
+	dAttnSinkLayout, dAttnSinkData := dAttnSink.parts()
+	var message *C.char
+	status := C.dsa_go_sparse_attention_backward(c.raw, params.toC(), qLayout, qData, kvLayout, kvData, indicesLayout,
+		indicesData, attnSinkLayout, attnSinkData, topkLengthLayout, topkLengthData, outLayout, outData, lseLayout,
+		lseData, doutLayout, doutData, dqLayout, dqData, dkvLayout, dkvData, dAttnSinkLayout, dAttnSinkData,
+		workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
 	runtime.KeepAlive(c)
 	runtime.KeepAlive(workspace)
 	return check(status, message)

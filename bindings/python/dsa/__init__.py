@@ -8,12 +8,15 @@ Arrays: numpy arrays, or any object with __dlpack__ (PyTorch, CuPy, JAX, ...: no
 memory included). Outputs are allocated in the inputs' array library unless out= is given.
 Failures raise DsaError with libdsa's status code and message.
 """
-from ._context import Context, Device
-from ._library import ABI_MAJOR, DsaError, DType, DeviceType, ScaleFormat, Status, TopkOrder, lib, status_string
+from ._context import Context, Device, IndexerLoss
+from ._library import (
+    ABI_MAJOR, DsaError, DType, DeviceType, IndexerLossMode, ScaleFormat, SparseAttentionBackwardMode, Status, TopkOrder,
+    lib, status_string,
+)
 
 __all__ = [
-    "ABI_MAJOR", "Context", "Device", "DeviceType", "DsaError", "DType", "ScaleFormat", "Status", "TopkOrder",
-    "build_info", "status_string", "version", "version_string",
+    "ABI_MAJOR", "Context", "Device", "DeviceType", "DsaError", "DType", "IndexerLoss", "IndexerLossMode",
+    "ScaleFormat", "SparseAttentionBackwardMode", "Status", "TopkOrder", "build_info", "status_string", "version", "version_string",
 ]
 
 

@@ -9,12 +9,16 @@ import ctypes
 
 from . import _arrays
 from ._library import (
-    ContextOptions, DeviceType, DsaError, DType, HadamardParams, IndexerParams, QuantizeFp8Params, ScaleFormat,
-    SparseAttentionParams, Status, TopkOrder, TopkParams, check, lib,
+    ContextOptions, DeviceType, DsaError, DType, HadamardParams, IndexerLossMode, IndexerLossParams, IndexerParams,
+    QuantizeFp8Params, ScaleFormat, SparseAttentionBackwardMode, SparseAttentionBackwardParams, SparseAttentionParams,
+    Status, TopkOrder, TopkParams, check, lib,
 )
 
 Device = collections.namedtuple("Device", ["type", "id"])
 Device.__doc__ = "Where a context runs: type 'cpu' or 'cuda', and the CUDA ordinal."
+
+IndexerLoss = collections.namedtuple("IndexerLoss", ["loss", "row_loss", "d_index_q", "d_index_k", "d_weights"])
+IndexerLoss.__doc__ = "The outputs of Context.indexer_loss; None for an output that was not asked for."
 
 
 def _params(structure, init, **fields):
@@ -380,3 +384,84 @@ class Context:
                    ("attn_sink", attn_sink, False), ("out", attention, True), ("lse", lse, True),
                    ("selected", chosen, True)], stream, scratch)
         return (attention, lse) if chosen is None else (attention, lse, chosen)
+
+    def indexer_loss(self, index_q, index_k, weights, ks, ke, *, indices=None, teacher_q=None, teacher_k=None,
+                     teacher_probs=None, mode=None, coeff=None, teacher_scale=None, loss=True, row_loss=False,
+                     d_index_q=True, d_index_k=True, d_weights=True, stream=None):
+        """Indexer distillation loss, forward and backward (dsa_indexer_loss): the KL divergence of
+        the student softmax over I = sum_h w_h ReLU(index_q . index_k) from the teacher, per row
+        over its window [ks, ke) (mode "dense") or its in-window `indices` int32 [T, k] (mode
+        "sparse"), and the gradients of loss = coeff * mean over active rows.
+
+        index_q [T, H_I, D_I], index_k [S, D_I] and weights [T, H_I] are f32 or bf16; ks, ke int32
+        [T]. The teacher is teacher_q [T, H_q, d] with teacher_k [S, d] or [S, H_kv, d] and
+        teacher_scale (required then), or teacher_probs f32 [T, S]. mode: IndexerLossMode, or
+        "dense" / "sparse" (default dense).
+
+        Each output keyword is True (allocated like index_q), False or None (not computed), or an
+        array: loss f32 [], row_loss f32 [T], d_index_q f32 [T, H_I, D_I], d_index_k f32 [S, D_I],
+        d_weights f32 [T, H_I]. Returns an IndexerLoss named tuple of them.
+        """
+        if isinstance(mode, str):
+            mode = IndexerLossMode[mode.upper()]
+        params = _params(IndexerLossParams, lib.dsa_indexer_loss_params_init, mode=mode, coeff=coeff,
+                         teacher_scale=teacher_scale)
+        q_shape = _shape(_arrays.view("index_q", index_q, stream=stream)[0])
+        k_shape = _shape(_arrays.view("index_k", index_k, stream=stream)[0])
+        outputs = IndexerLoss(
+            _optional_output(loss, lambda: _arrays.empty(index_q, (), "float32")),
+            _optional_output(row_loss, lambda: _arrays.empty(index_q, q_shape[:1], "float32")),
+            _optional_output(d_index_q, lambda: _arrays.empty(index_q, q_shape, "float32")),
+            _optional_output(d_index_k, lambda: _arrays.empty(index_q, k_shape, "float32")),
+            _optional_output(d_weights, lambda: _arrays.empty(index_q, q_shape[:2], "float32")),
+        )
+        self._run(lib.dsa_indexer_loss, params,
+                  [("index_q", index_q, False), ("index_k", index_k, False), ("weights", weights, False),
+                   ("ks", ks, False), ("ke", ke, False), ("indices", indices, False), ("teacher_q", teacher_q, False),
+                   ("teacher_k", teacher_k, False), ("teacher_probs", teacher_probs, False)]
+                  + [(name, array, True) for name, array in zip(IndexerLoss._fields, outputs)], stream)
+        return outputs
+
+    def _backward_params(self, scale, d_v, mode):
+        if isinstance(mode, str):
+            mode = SparseAttentionBackwardMode[mode.upper()]
+        return _params(SparseAttentionBackwardParams, lib.dsa_sparse_attention_backward_params_init, scale=scale, d_v=d_v,
+                       mode=mode)
+
+    def sparse_attention_backward_workspace_size(self, num_queries, topk, num_tokens, d_qk, *, scale=None, d_v=None,
+                                                 mode=None):
+        """Scratch bytes sparse_attention_backward needs for num_queries rows of topk indices over
+        num_tokens KV rows of d_qk values (dsa_sparse_attention_backward_workspace_size)."""
+        params = self._backward_params(scale, d_v, mode)
+        size = ctypes.c_size_t()
+        check(lib.dsa_sparse_attention_backward_workspace_size(self._handle, ctypes.byref(params), num_queries, topk,
+                                                               num_tokens, d_qk, ctypes.byref(size)))
+        return size.value
+
+    def sparse_attention_backward(self, q, kv, indices, out, lse, dout, attn_sink=None, topk_length=None, *, scale,
+                                  d_v=None, mode=None, dq_dtype="float32", d_attn_sink=None, grads=None,
+                                  workspace=None, stream=None):
+        """Backward pass of sparse_attention (dsa_sparse_attention_backward): from q [S_q, H_q, d_qk]
+        and kv [S_kv, d_qk] (bf16 or f32), indices int32 [S_q, k], the forward's out and lse, dout
+        [S_q, H_q, d_v], and the optional attn_sink f32 [H_q] and topk_length int32 [S_q]. scale is
+        required; d_v defaults to 512; mode: SparseAttentionBackwardMode, or "deterministic" /
+        "fast".
+
+        Returns (dq, dkv): dq [S_q, H_q, d_qk] of dq_dtype ("float32" or "bfloat16") and dkv f32
+        [S_kv, d_qk], allocated like q unless grads=(dq, dkv) is given; then d_attn_sink f32 [H_q]
+        too when d_attn_sink is True (allocated; needs attn_sink) or an array.
+        """
+        params = self._backward_params(scale, d_v, mode)
+        q_shape = _shape(_arrays.view("q", q, stream=stream)[0])
+        if grads is None:
+            grads = (_arrays.empty(q, q_shape, dq_dtype),
+                     _arrays.empty(q, _shape(_arrays.view("kv", kv, stream=stream)[0]), "float32"))
+        dq, dkv = grads
+        sink_grad = _optional_output(d_attn_sink, lambda: _arrays.empty(q, q_shape[1:2], "float32"))
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_sparse_attention_backward, params,
+                  [("q", q, False), ("kv", kv, False), ("indices", indices, False), ("attn_sink", attn_sink, False),
+                   ("topk_length", topk_length, False), ("out", out, False), ("lse", lse, False),
+                   ("dout", dout, False), ("dq", dq, True), ("dkv", dkv, True), ("d_attn_sink", sink_grad, True)],
+                  stream, scratch)
+        return (dq, dkv) if sink_grad is None else (dq, dkv, sink_grad)

@@ -64,6 +64,20 @@ class TopkOrder(enum.IntEnum):
     INDEX = 2
 
 
+class IndexerLossMode(enum.IntEnum):
+    """Which token set the distributions of Context.indexer_loss live on (DSA_INDEXER_LOSS_*)."""
+
+    DENSE = 0
+    SPARSE = 1
+
+
+class SparseAttentionBackwardMode(enum.IntEnum):
+    """How Context.sparse_attention_backward reduces dkv (DSA_SPARSE_ATTENTION_BACKWARD_*)."""
+
+    DETERMINISTIC = 0
+    FAST = 1
+
+
 class Tensor(ctypes.Structure):
     _fields_ = [
         ("data", c_void_p),
@@ -126,6 +140,24 @@ class SparseAttentionParams(ctypes.Structure):
     ]
 
 
+class IndexerLossParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("mode", c_uint32),
+        ("coeff", c_float),
+        ("teacher_scale", c_float),
+    ]
+
+
+class SparseAttentionBackwardParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("scale", c_float),
+        ("d_v", c_int32),
+        ("mode", c_uint32),
+    ]
+
+
 #: Every struct of dsa.h by its C tag (the layout test compares them with the C compiler's).
 STRUCTS = {
     "dsa_tensor": Tensor,
@@ -135,6 +167,8 @@ STRUCTS = {
     "dsa_topk_params": TopkParams,
     "dsa_indexer_params": IndexerParams,
     "dsa_sparse_attention_params": SparseAttentionParams,
+    "dsa_indexer_loss_params": IndexerLossParams,
+    "dsa_sparse_attention_backward_params": SparseAttentionBackwardParams,
 }
 
 _status = c_int32
@@ -204,6 +238,15 @@ PROTOTYPES = {
         _status,
         [_context, POINTER(IndexerParams), POINTER(TopkParams), POINTER(SparseAttentionParams), _tensor, _tensor,
          _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, _tensor, c_void_p, c_size_t, _stream],
+    ),
+    "dsa_indexer_loss_params_init": (_status, [POINTER(IndexerLossParams)]),
+    "dsa_indexer_loss": (_status, [_context, POINTER(IndexerLossParams)] + [_tensor] * 14 + [_stream]),
+    "dsa_sparse_attention_backward_params_init": (_status, [POINTER(SparseAttentionBackwardParams)]),
+    "dsa_sparse_attention_backward_workspace_size": (
+        _status, [_context, POINTER(SparseAttentionBackwardParams), c_int64, c_int64, c_int64, c_int64, POINTER(c_size_t)],
+    ),
+    "dsa_sparse_attention_backward": (
+        _status, [_context, POINTER(SparseAttentionBackwardParams)] + [_tensor] * 11 + [c_void_p, c_size_t, _stream],
     ),
 }
 

@@ -1,8 +1,8 @@
 //! The safe API against the real library on the CPU: data reaches libdsa and comes back in the
 //! right places, and failures become `dsa::Error` with libdsa's code and message.
 use dsa::{
-    Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, IndexerParams, QuantizeFp8Params, ScaleFormat, SparseAttentionParams,
-    Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams, Workspace,
+    Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, IndexerLossMode, IndexerLossParams, IndexerParams, QuantizeFp8Params,
+    ScaleFormat, SparseAttentionBackwardMode, SparseAttentionBackwardParams, SparseAttentionParams, Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams, Workspace,
 };
 
 /// Deterministic values in (-scale, scale), different for every seed.
@@ -894,4 +894,242 @@ fn a_workspace_must_be_on_the_context_device() {
         .unwrap_err();
     assert_eq!(error.status(), Some(Status::DeviceMismatch), "{error}");
     assert!(error.message().starts_with("workspace:"), "{error}");
+}
+
+/// The indexer distillation loss in f64 (DSA_SPEC section 8.1) over each row's entries, with the
+/// teacher distribution of a row given by `teacher(t, entries)`:
+/// (loss, row_loss, d_index_q, d_index_k, d_weights).
+#[allow(clippy::type_complexity)]
+fn reference_indexer_loss(
+    q: &[f32],
+    k: &[f32],
+    w: &[f32],
+    entries: &[Vec<usize>],
+    teacher: &dyn Fn(usize, &[usize]) -> Vec<f64>,
+    (heads, dim, coeff): (usize, usize, f64),
+) -> (f64, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let rows = entries.len();
+    let u = |t: usize, h: usize, s: usize| (0..dim).map(|d| q[(t * heads + h) * dim + d] as f64 * k[s * dim + d] as f64).sum::<f64>();
+    let (mut row_loss, mut g) = (vec![0f64; rows], vec![Vec::new(); rows]);
+    for t in 0..rows {
+        let p = teacher(t, &entries[t]);
+        let logits: Vec<f64> = entries[t].iter().map(|&s| (0..heads).map(|h| w[t * heads + h] as f64 * u(t, h, s).max(0.0)).sum()).collect();
+        let total: f64 = logits.iter().map(|l| l.exp()).sum();
+        let pi: Vec<f64> = logits.iter().map(|l| l.exp() / total).collect();
+        row_loss[t] = p.iter().zip(&pi).map(|(p, pi)| if *p > 0.0 { p * (p / pi).ln() } else { 0.0 }).sum();
+        g[t] = pi.iter().zip(&p).map(|(pi, p)| coeff / rows as f64 * (pi - p)).collect();
+    }
+    let (mut d_q, mut d_k, mut d_w) = (vec![0f64; q.len()], vec![0f64; k.len()], vec![0f64; w.len()]);
+    for t in 0..rows {
+        for (j, &s) in entries[t].iter().enumerate() {
+            for h in 0..heads {
+                let value = u(t, h, s);
+                d_w[t * heads + h] += g[t][j] * value.max(0.0);
+                if value > 0.0 {
+                    for d in 0..dim {
+                        d_q[(t * heads + h) * dim + d] += g[t][j] * w[t * heads + h] as f64 * k[s * dim + d] as f64;
+                        d_k[s * dim + d] += g[t][j] * w[t * heads + h] as f64 * q[(t * heads + h) * dim + d] as f64;
+                    }
+                }
+            }
+        }
+    }
+    (coeff * row_loss.iter().sum::<f64>() / rows as f64, row_loss, d_q, d_k, d_w)
+}
+
+#[test]
+fn indexer_loss_matches_an_f64_reference_in_both_modes() {
+    let context = Context::new().unwrap();
+    let (rows, tokens, heads, dim, teacher_heads, teacher_dim, topk) = (4usize, 10usize, 3usize, 8usize, 2usize, 4usize, 5usize);
+    let (q, k, w) = (random_floats(rows * heads * dim, 60, 1.0), random_floats(tokens * dim, 61, 1.0), random_floats(rows * heads, 62, 1.0));
+    let (teacher_q, teacher_k) = (random_floats(rows * teacher_heads * teacher_dim, 63, 2.0), random_floats(tokens * teacher_dim, 64, 2.0));
+    let probs: Vec<f32> = random_floats(rows * tokens, 65, 1.0).iter().map(|v| v.abs() + 0.01).collect();
+    let (ks, ke): (Vec<i32>, Vec<i32>) = ((0..rows as i32).collect(), (0..rows as i32).map(|t| 6 + t).collect());
+    let indices: Vec<i32> = (0..rows * topk).map(|i| [1, -1, 3, 9, 3][i % topk] + (i / topk) as i32).collect();
+    let scale = 0.7f64;
+    let rebuilt = |t: usize, entries: &[usize]| -> Vec<f64> {
+        let mut p = vec![0f64; entries.len()];
+        for h in 0..teacher_heads {
+            let z: Vec<f64> = entries
+                .iter()
+                .map(|&s| scale * (0..teacher_dim).map(|d| teacher_q[(t * teacher_heads + h) * teacher_dim + d] as f64 * teacher_k[s * teacher_dim + d] as f64).sum::<f64>())
+                .collect();
+            let total: f64 = z.iter().map(|z| z.exp()).sum();
+            for (value, z) in p.iter_mut().zip(&z) {
+                *value += z.exp() / total / teacher_heads as f64;
+            }
+        }
+        p
+    };
+    let given = |t: usize, entries: &[usize]| -> Vec<f64> {
+        let mass: f64 = entries.iter().map(|&s| probs[t * tokens + s] as f64).sum();
+        entries.iter().map(|&s| probs[t * tokens + s] as f64 / mass).collect()
+    };
+    for (mode, with_probs) in [(IndexerLossMode::DENSE, false), (IndexerLossMode::SPARSE, true)] {
+        let entries: Vec<Vec<usize>> = (0..rows)
+            .map(|t| {
+                let (begin, end) = (ks[t], ke[t]);
+                if mode == IndexerLossMode::DENSE {
+                    (begin as usize..end as usize).collect()
+                } else {
+                    indices[t * topk..(t + 1) * topk].iter().filter(|&&s| s >= begin && s < end).map(|&s| s as usize).collect()
+                }
+            })
+            .collect();
+        let teacher: &dyn Fn(usize, &[usize]) -> Vec<f64> = if with_probs { &given } else { &rebuilt };
+        let (loss, row_loss, d_q, d_k, d_w) = reference_indexer_loss(&q, &k, &w, &entries, teacher, (heads, dim, 0.5));
+        let params = IndexerLossParams { mode, coeff: 0.5, teacher_scale: scale as f32 };
+        let (mut got_loss, mut got_rows) = (vec![f32::NAN; 1], vec![f32::NAN; rows]);
+        let (mut got_q, mut got_k, mut got_w) = (vec![f32::NAN; q.len()], vec![f32::NAN; k.len()], vec![f32::NAN; w.len()]);
+        let (tq, tk, tp) = (
+            TensorView::new(&teacher_q, &[rows as i64, teacher_heads as i64, teacher_dim as i64]).unwrap(),
+            TensorView::new(&teacher_k, &[tokens as i64, teacher_dim as i64]).unwrap(),
+            TensorView::new(&probs, &[rows as i64, tokens as i64]).unwrap(),
+        );
+        let selection = TensorView::new(&indices, &[rows as i64, topk as i64]).unwrap();
+        context
+            .indexer_loss(
+                Some(&params),
+                &TensorView::new(&q, &[rows as i64, heads as i64, dim as i64]).unwrap(),
+                &TensorView::new(&k, &[tokens as i64, dim as i64]).unwrap(),
+                &TensorView::new(&w, &[rows as i64, heads as i64]).unwrap(),
+                &TensorView::new(&ks, &[rows as i64]).unwrap(),
+                &TensorView::new(&ke, &[rows as i64]).unwrap(),
+                if mode == IndexerLossMode::SPARSE { Some(&selection) } else { None },
+                if with_probs { None } else { Some(&tq) },
+                if with_probs { None } else { Some(&tk) },
+                if with_probs { Some(&tp) } else { None },
+                Some(&mut TensorViewMut::new(&mut got_loss, &[1]).unwrap()),
+                Some(&mut TensorViewMut::new(&mut got_rows, &[rows as i64]).unwrap()),
+                Some(&mut TensorViewMut::new(&mut got_q, &[rows as i64, heads as i64, dim as i64]).unwrap()),
+                Some(&mut TensorViewMut::new(&mut got_k, &[tokens as i64, dim as i64]).unwrap()),
+                Some(&mut TensorViewMut::new(&mut got_w, &[rows as i64, heads as i64]).unwrap()),
+                Stream::DEFAULT,
+            )
+            .unwrap();
+        assert_close(got_loss[0], loss, 1e-5, "loss");
+        for (what, got, want) in [("row_loss", &got_rows, &row_loss), ("d_index_q", &got_q, &d_q), ("d_index_k", &got_k, &d_k), ("d_weights", &got_w, &d_w)] {
+            for (i, (&a, &b)) in got.iter().zip(want.iter()).enumerate() {
+                assert_close(a, b, 1e-4, &format!("{what}[{i}] ({mode:?})"));
+            }
+        }
+    }
+
+    // The teacher given as q and k needs its scale: None params leave it 0.
+    let mut untouched = vec![5f32; 1];
+    let error = context
+        .indexer_loss(
+            None,
+            &TensorView::new(&q, &[rows as i64, heads as i64, dim as i64]).unwrap(),
+            &TensorView::new(&k, &[tokens as i64, dim as i64]).unwrap(),
+            &TensorView::new(&w, &[rows as i64, heads as i64]).unwrap(),
+            &TensorView::new(&ks, &[rows as i64]).unwrap(),
+            &TensorView::new(&ke, &[rows as i64]).unwrap(),
+            None,
+            Some(&TensorView::new(&teacher_q, &[rows as i64, teacher_heads as i64, teacher_dim as i64]).unwrap()),
+            Some(&TensorView::new(&teacher_k, &[tokens as i64, teacher_dim as i64]).unwrap()),
+            None,
+            Some(&mut TensorViewMut::new(&mut untouched, &[]).unwrap()),
+            None,
+            None,
+            None,
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
+    assert!(error.message().starts_with("params.teacher_scale"), "{error}");
+    assert_eq!(untouched, [5.0]);
+}
+
+/// Sparse attention of f64 inputs with a sink (DSA_SPEC section 6): (out [S_q, H, d_v], lse
+/// [S_q, H]) for rows of `topk` indices (negative ones skipped).
+fn forward_f64(q: &[f64], kv: &[f64], indices: &[i32], sink: &[f64], (heads, d_qk, d_v, topk, scale): (usize, usize, usize, usize, f64)) -> (Vec<f64>, Vec<f64>) {
+    let rows = indices.len() / topk;
+    let (mut out, mut lse) = (vec![0f64; rows * heads * d_v], vec![f64::INFINITY; rows * heads]);
+    for t in 0..rows {
+        let valid: Vec<usize> = indices[t * topk..(t + 1) * topk].iter().filter(|&&s| s >= 0).map(|&s| s as usize).collect();
+        if valid.is_empty() {
+            continue;
+        }
+        for h in 0..heads {
+            let z: Vec<f64> = valid.iter().map(|&s| scale * (0..d_qk).map(|d| q[(t * heads + h) * d_qk + d] * kv[s * d_qk + d]).sum::<f64>()).collect();
+            let sum: f64 = z.iter().map(|z| z.exp()).sum();
+            lse[t * heads + h] = sum.ln();
+            for (j, &s) in valid.iter().enumerate() {
+                for c in 0..d_v {
+                    out[(t * heads + h) * d_v + c] += z[j].exp() / (sum + sink[h].exp()) * kv[s * d_qk + c];
+                }
+            }
+        }
+    }
+    (out, lse)
+}
+
+#[test]
+fn sparse_attention_backward_matches_finite_differences() {
+    let context = Context::new().unwrap();
+    let (rows, heads, d_qk, d_v, tokens, topk, scale) = (3usize, 2usize, 8usize, 4usize, 6usize, 4usize, 0.4f64);
+    let as_f64 = |values: &[f32]| values.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    let (q, kv, dout, sink) = (random_floats(rows * heads * d_qk, 80, 1.0), random_floats(tokens * d_qk, 81, 1.0), random_floats(rows * heads * d_v, 82, 1.0), random_floats(heads, 83, 1.0));
+    let indices = [0i32, 3, 3, -1, 5, 1, 2, 4, -1, -1, -1, -1]; // a repeat; the last row has nothing
+    let shape = (heads, d_qk, d_v, topk, scale);
+    let (out, lse) = forward_f64(&as_f64(&q), &as_f64(&kv), &indices, &as_f64(&sink), shape);
+    let (out, lse): (Vec<f32>, Vec<f32>) = (out.iter().map(|&v| v as f32).collect(), lse.iter().map(|&v| v as f32).collect());
+    let params = SparseAttentionBackwardParams { scale: scale as f32, d_v: d_v as i32, mode: SparseAttentionBackwardMode::DETERMINISTIC };
+    let (mut dq, mut dkv, mut d_sink) = (vec![f32::NAN; q.len()], vec![f32::NAN; kv.len()], vec![f32::NAN; heads]);
+    let bytes = context.sparse_attention_backward_workspace_size(Some(&params), rows as i64, topk as i64, tokens as i64, d_qk as i64).unwrap();
+    let mut memory = aligned_bytes(bytes);
+    context
+        .sparse_attention_backward(
+            &params,
+            &TensorView::new(&q, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[tokens as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[rows as i64, topk as i64]).unwrap(),
+            Some(&TensorView::new(&sink, &[heads as i64]).unwrap()),
+            None,
+            &TensorView::new(&out, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &TensorView::new(&lse, &[rows as i64, heads as i64]).unwrap(),
+            &TensorView::new(&dout, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dq, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dkv, &[tokens as i64, d_qk as i64]).unwrap(),
+            Some(&mut TensorViewMut::new(&mut d_sink, &[heads as i64]).unwrap()),
+            Some(&mut Workspace::new(&mut as_bytes(&mut memory)[..bytes])),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    // d/dx of sum(dout * out) by central differences of the f64 forward, for q, kv and the sink.
+    let loss = |q: &[f64], kv: &[f64], sink: &[f64]| -> f64 { forward_f64(q, kv, &indices, sink, shape).0.iter().zip(&dout).map(|(o, d)| o * *d as f64).sum() };
+    for (name, got, which) in [("dq", &dq, 0), ("dkv", &dkv, 1), ("d_attn_sink", &d_sink, 2)] {
+        for (i, &value) in got.iter().enumerate() {
+            let mut inputs = [as_f64(&q), as_f64(&kv), as_f64(&sink)];
+            inputs[which][i] += 1e-6;
+            let up = loss(&inputs[0], &inputs[1], &inputs[2]);
+            inputs[which][i] -= 2e-6;
+            let down = loss(&inputs[0], &inputs[1], &inputs[2]);
+            assert_close(value, (up - down) / 2e-6, 1e-4, &format!("{name}[{i}]"));
+        }
+    }
+    assert!(dq[2 * heads * d_qk..].iter().all(|&v| v == 0.0), "the row without a valid index");
+
+    let error = context
+        .sparse_attention_backward(
+            &SparseAttentionBackwardParams { scale: 0.0, ..params },
+            &TensorView::new(&q, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[tokens as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[rows as i64, topk as i64]).unwrap(),
+            None,
+            None,
+            &TensorView::new(&out, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &TensorView::new(&lse, &[rows as i64, heads as i64]).unwrap(),
+            &TensorView::new(&dout, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dq, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dkv, &[tokens as i64, d_qk as i64]).unwrap(),
+            None,
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
+    assert!(error.message().starts_with("params.scale"), "{error}");
 }
