@@ -134,6 +134,12 @@ dsa_tensor_t host_tensor(const void* data, std::vector<int64_t> shape, dsa_dtype
 // Throws with libdsa's message unless status is DSA_STATUS_SUCCESS.
 void require_success(dsa_status_t status, const char* what);
 
+// Thrown while preparing a case whose inputs need an op the device does not implement: the case
+// is reported as unsupported, like one whose own op answers DSA_STATUS_UNSUPPORTED.
+struct Unsupported : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
 // ---- The oracle ---------------------------------------------------------------------------
 
 // What a case's sampled rows are checked against, on host tensors: the scalar references for the
@@ -164,6 +170,19 @@ public:
                                   const dsa_tensor_t& lse) = 0;
     virtual void mla_cache_write(const dsa_tensor_t& c_kv, const dsa_tensor_t& k_pe, const dsa_tensor_t& slot_mapping,
                                  const dsa_tensor_t& kv_cache) = 0;
+    // The row-local outputs of the indexer loss (contiguous f32/bf16 inputs; the optional ones
+    // may be NULL as dsa.h says).
+    virtual void indexer_loss(const dsa_indexer_loss_params_t& params, const dsa_tensor_t& index_q,
+                              const dsa_tensor_t& index_k, const dsa_tensor_t& weights, const dsa_tensor_t& ks,
+                              const dsa_tensor_t& ke, const dsa_tensor_t* indices, const dsa_tensor_t* teacher_q,
+                              const dsa_tensor_t* teacher_k, const dsa_tensor_t* teacher_probs,
+                              const dsa_tensor_t& row_loss, const dsa_tensor_t& d_index_q,
+                              const dsa_tensor_t& d_weights) = 0;
+    // dq of the sparse attention backward (its row-local output).
+    virtual void sparse_attention_backward(const dsa_sparse_attention_backward_params_t& params, const dsa_tensor_t& q,
+                                           const dsa_tensor_t& kv, const dsa_tensor_t& indices, const dsa_tensor_t& out,
+                                           const dsa_tensor_t& lse, const dsa_tensor_t& dout,
+                                           const dsa_tensor_t& dq) = 0;
 };
 
 std::unique_ptr<Oracle> make_reference_oracle();

@@ -22,11 +22,11 @@ std::string compare_bytes(const void* got, const void* want, size_t bytes, const
     return "";
 }
 
-std::string compare_bf16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, double relative,
+std::string compare_norm(const std::vector<float>& got, const std::vector<float>& want, double relative,
                          const std::string& what) {
     double error = 0, norm = 0;
     for (size_t i = 0; i < got.size(); ++i) {
-        const double a = dsa::bf16_to_float(got[i]), b = dsa::bf16_to_float(want[i]);
+        const double a = got[i], b = want[i];
         if (std::isnan(a)) return what + ": element " + std::to_string(i) + " is NaN (not written?)";
         error += (a - b) * (a - b);
         norm += b * b;
@@ -35,6 +35,16 @@ std::string compare_bf16(const std::vector<uint16_t>& got, const std::vector<uin
     std::ostringstream out;
     out << what << ": relative error " << std::sqrt(error / (norm + 1e-300)) << " > " << relative;
     return out.str();
+}
+
+std::string compare_bf16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, double relative,
+                         const std::string& what) {
+    std::vector<float> a(got.size()), b(want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+        a[i] = dsa::bf16_to_float(got[i]);
+        b[i] = dsa::bf16_to_float(want[i]);
+    }
+    return compare_norm(a, b, relative, what);
 }
 
 std::string compare_floats(const std::vector<float>& got, const std::vector<float>& want, double absolute,

@@ -11,6 +11,10 @@ namespace dsa_bench {
 // Byte for byte.
 std::string compare_bytes(const void* got, const void* want, size_t bytes, const std::string& what);
 
+// ||got - want|| / ||want|| <= relative; any NaN in got (an unwritten, poisoned element) fails.
+std::string compare_norm(const std::vector<float>& got, const std::vector<float>& want, double relative,
+                         const std::string& what);
+
 // bf16 arrays: ||got - want|| / ||want|| <= relative (bf16 rounding of independently summed
 // results); any NaN in got (an unwritten, poisoned element) fails.
 std::string compare_bf16(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want, double relative,

@@ -1,5 +1,6 @@
 #include "bench/inputs.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -129,6 +130,22 @@ std::vector<double> IndexerPrefill::tolerance(const Bench& bench, int64_t row) c
 }
 
 // ---- Paged indexer ------------------------------------------------------------------------
+
+std::vector<int32_t> random_selection(Random& random, int64_t k, int64_t range) {
+    std::vector<int32_t> row = random_distinct(random, std::min(k, range), range);
+    row.resize(static_cast<size_t>(k), -1);
+    return row;
+}
+
+std::vector<int32_t> random_selections(Random& random, int64_t rows, int64_t k, int64_t range) {
+    std::vector<int32_t> all;
+    all.reserve(static_cast<size_t>(rows * k));
+    for (int64_t r = 0; r < rows; ++r) {
+        const std::vector<int32_t> row = random_selection(random, k, range);
+        all.insert(all.end(), row.begin(), row.end());
+    }
+    return all;
+}
 
 std::vector<int32_t> random_block_table(Random& random, int64_t batch, int64_t max_pages) {
     return random_distinct(random, batch * max_pages, batch * max_pages);

@@ -105,6 +105,11 @@ struct AttentionData {
                            int64_t k) const;
 };
 
+// k distinct random tokens of [0, range) per row, -1 padded when range < k.
+std::vector<int32_t> random_selection(Random& random, int64_t k, int64_t range);
+// `rows` such rows, one after the other ([rows, k]).
+std::vector<int32_t> random_selections(Random& random, int64_t rows, int64_t k, int64_t range);
+
 // A block table int32 [batch, max_pages]: every page of the cache once, shuffled.
 std::vector<int32_t> random_block_table(Random& random, int64_t batch, int64_t max_pages);
 

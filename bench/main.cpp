@@ -284,6 +284,9 @@ Result run_case(Bench& bench, const CaseSpec& spec, const Ceilings& ceilings, co
             result.ratio = std::max(compute, memory) / seconds;
         }
         result.status = result.checked ? "ok" : "failed";
+    } catch (const Unsupported& error) {
+        result.status = "unsupported";
+        result.message = error.what();
     } catch (const std::exception& error) {
         result.status = "failed";
         result.message = error.what();

@@ -10,13 +10,6 @@
 namespace dsa_bench {
 namespace {
 
-// k distinct random tokens of [0, range) per row, -1 padded when range < k.
-std::vector<int32_t> random_selection(Random& random, int64_t k, int64_t range) {
-    std::vector<int32_t> row = random_distinct(random, std::min(k, range), range);
-    row.resize(static_cast<size_t>(k), -1);
-    return row;
-}
-
 // Prefill: every query row selects k random tokens of the whole [0, S_kv).
 Prepared sparse_attention(Bench& bench, const Shape& shape) {
     const int64_t rows = shape["S_q"], tokens = shape["S_kv"], k = shape["k"];
@@ -32,11 +25,7 @@ Prepared sparse_attention(Bench& bench, const Shape& shape) {
     Random random(bench.seed);
     auto s = std::make_shared<State>(bench, random, shape);
     Device& device = bench.device;
-    s->indices.reserve(static_cast<size_t>(rows * k));
-    for (int64_t r = 0; r < rows; ++r) {
-        const std::vector<int32_t> row = random_selection(random, k, tokens);
-        s->indices.insert(s->indices.end(), row.begin(), row.end());
-    }
+    s->indices = random_selections(random, rows, k, tokens);
     s->index_buffer = device.upload(s->indices);
     s->index_tensor = device_tensor(device, s->index_buffer, {rows, k}, DSA_DTYPE_I32);
 

@@ -1,13 +1,16 @@
 // The two oracles: libdsa's CPU path through the C API (what CUDA results are checked against)
 // and the scalar references of core/reference (what CPU results are checked against).
 #include <cmath>
+#include <cstring>
 
 #include "bench/bench.hpp"
 #include "core/ops/hadamard.hpp"
 #include "core/ops/indexer.hpp"
+#include "core/ops/indexer_loss.hpp"
 #include "core/ops/mla_cache.hpp"
 #include "core/ops/quantize.hpp"
 #include "core/ops/sparse_attention.hpp"
+#include "core/ops/sparse_attention_backward.hpp"
 #include "core/ops/topk.hpp"
 
 namespace dsa_bench {
@@ -74,6 +77,25 @@ public:
         require_success(dsa_mla_cache_write(context_, &c_kv, &k_pe, &slot_mapping, &kv_cache, nullptr),
                         "oracle dsa_mla_cache_write");
     }
+    void indexer_loss(const dsa_indexer_loss_params_t& params, const dsa_tensor_t& index_q, const dsa_tensor_t& index_k,
+                      const dsa_tensor_t& weights, const dsa_tensor_t& ks, const dsa_tensor_t& ke,
+                      const dsa_tensor_t* indices, const dsa_tensor_t* teacher_q, const dsa_tensor_t* teacher_k,
+                      const dsa_tensor_t* teacher_probs, const dsa_tensor_t& row_loss, const dsa_tensor_t& d_index_q,
+                      const dsa_tensor_t& d_weights) override {
+        require_success(dsa_indexer_loss(context_, &params, &index_q, &index_k, &weights, &ks, &ke, indices, teacher_q,
+                                         teacher_k, teacher_probs, nullptr, &row_loss, &d_index_q, nullptr, &d_weights,
+                                         nullptr),
+                        "oracle dsa_indexer_loss");
+    }
+    void sparse_attention_backward(const dsa_sparse_attention_backward_params_t& params, const dsa_tensor_t& q,
+                                   const dsa_tensor_t& kv, const dsa_tensor_t& indices, const dsa_tensor_t& out,
+                                   const dsa_tensor_t& lse, const dsa_tensor_t& dout, const dsa_tensor_t& dq) override {
+        std::vector<float> dkv(static_cast<size_t>(kv.shape[0] * kv.shape[1]));  // not compared: all rows add to it
+        const dsa_tensor_t dkv_tensor = host_tensor(dkv.data(), {kv.shape[0], kv.shape[1]}, DSA_DTYPE_F32);
+        require_success(dsa_sparse_attention_backward(context_, &params, &q, &kv, &indices, nullptr, nullptr, &out, &lse,
+                                                      &dout, &dq, &dkv_tensor, nullptr, nullptr, 0, nullptr),
+                        "oracle dsa_sparse_attention_backward");
+    }
 
 private:
     dsa_context_t* context_ = nullptr;
@@ -94,6 +116,31 @@ dsa::TensorView core(const dsa_tensor_t& tensor) {
         view.strides[axis] = tensor.strides[axis];
     }
     return view;
+}
+
+int64_t element_count(const dsa_tensor_t& tensor) {
+    int64_t count = 1;
+    for (int axis = 0; axis < tensor.ndim; ++axis) count *= tensor.shape[axis];
+    return count;
+}
+
+// A contiguous f32 or bf16 host tensor as float64 values (the references' form).
+std::vector<double> values_of(const dsa_tensor_t& tensor) {
+    std::vector<double> values(static_cast<size_t>(element_count(tensor)));
+    for (size_t i = 0; i < values.size(); ++i)
+        values[i] = tensor.dtype == DSA_DTYPE_BF16 ? dsa::bf16_to_float(static_cast<const uint16_t*>(tensor.data)[i])
+                                                   : static_cast<const float*>(tensor.data)[i];
+    return values;
+}
+
+std::vector<int32_t> indices_of(const dsa_tensor_t& tensor) {
+    const auto* data = static_cast<const int32_t*>(tensor.data);
+    return std::vector<int32_t>(data, data + element_count(tensor));
+}
+
+// Writes float64 results into a contiguous f32 host tensor.
+void store(const std::vector<double>& values, const dsa_tensor_t& tensor) {
+    for (size_t i = 0; i < values.size(); ++i) static_cast<float*>(tensor.data)[i] = static_cast<float>(values[i]);
 }
 
 dsa::QuantizeFp8Problem quantize_problem(const dsa_quantize_fp8_params_t& params, const dsa_tensor_t& values,
@@ -231,6 +278,61 @@ public:
         problem.page_size = kv_cache.shape[1];
         problem.num_slots = kv_cache.shape[0] * kv_cache.shape[1];
         dsa::reference::mla_cache_write(problem);
+    }
+    void indexer_loss(const dsa_indexer_loss_params_t& params, const dsa_tensor_t& index_q, const dsa_tensor_t& index_k,
+                      const dsa_tensor_t& weights, const dsa_tensor_t& ks, const dsa_tensor_t& ke,
+                      const dsa_tensor_t* indices, const dsa_tensor_t* teacher_q, const dsa_tensor_t* teacher_k,
+                      const dsa_tensor_t* teacher_probs, const dsa_tensor_t& row_loss, const dsa_tensor_t& d_index_q,
+                      const dsa_tensor_t& d_weights) override {
+        dsa::reference::IndexerLossInputs in;
+        in.mode = params.mode == DSA_INDEXER_LOSS_SPARSE ? dsa::IndexerLossMode::sparse : dsa::IndexerLossMode::dense;
+        in.coeff = params.coeff;
+        in.teacher_scale = params.teacher_scale;
+        in.rows = index_q.shape[0];
+        in.heads = index_q.shape[1];
+        in.dim = index_q.shape[2];
+        in.tokens = index_k.shape[0];
+        in.index_q = values_of(index_q);
+        in.index_k = values_of(index_k);
+        in.weights = values_of(weights);
+        in.ks = indices_of(ks);
+        in.ke = indices_of(ke);
+        if (indices) {
+            in.topk = indices->shape[1];
+            in.indices = indices_of(*indices);
+        }
+        in.has_teacher_probs = teacher_probs != nullptr;
+        if (teacher_probs) in.teacher_probs = values_of(*teacher_probs);
+        if (teacher_q) {
+            in.teacher_heads = teacher_q->shape[1];
+            in.teacher_dim = teacher_q->shape[2];
+            in.teacher_kv_heads = teacher_k->ndim == 3 ? teacher_k->shape[1] : 1;
+            in.teacher_q = values_of(*teacher_q);
+            in.teacher_k = values_of(*teacher_k);
+        }
+        const dsa::reference::IndexerLossResult result = dsa::reference::indexer_loss(in);
+        store(result.row_loss, row_loss);
+        store(result.d_index_q, d_index_q);
+        store(result.d_weights, d_weights);
+    }
+    void sparse_attention_backward(const dsa_sparse_attention_backward_params_t& params, const dsa_tensor_t& q,
+                                   const dsa_tensor_t& kv, const dsa_tensor_t& indices, const dsa_tensor_t& out,
+                                   const dsa_tensor_t& lse, const dsa_tensor_t& dout, const dsa_tensor_t& dq) override {
+        dsa::reference::SparseAttentionBackwardInputs in;
+        in.scale = params.scale;
+        in.rows = q.shape[0];
+        in.heads = q.shape[1];
+        in.d_qk = q.shape[2];
+        in.d_v = params.d_v;
+        in.topk = indices.shape[1];
+        in.tokens = kv.shape[0];
+        in.q = values_of(q);
+        in.kv = values_of(kv);
+        in.out = values_of(out);
+        in.lse = values_of(lse);
+        in.dout = values_of(dout);
+        in.indices = indices_of(indices);
+        store(dsa::reference::sparse_attention_backward(in).dq, dq);
     }
 };
 
