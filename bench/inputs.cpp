@@ -338,6 +338,13 @@ std::string AttentionData::check_rows(Bench& bench, const std::vector<int64_t>& 
     return error;
 }
 
+PrefillAttention::PrefillAttention(Bench& bench, Random& random, const Shape& shape)
+    : data(bench, random, {shape["S_q"]}, shape["H_q"], shape["d_qk"], shape["d_v"], shape["S_kv"], false, false) {
+    indices = random_selections(random, shape["S_q"], shape["k"], shape["S_kv"]);
+    index_buffer = bench.device.upload(indices);
+    index_tensor = device_tensor(bench.device, index_buffer, {shape["S_q"], shape["k"]}, DSA_DTYPE_I32);
+}
+
 int64_t unique_slots(const std::vector<int32_t>& indices, int64_t slots) {
     std::vector<char> seen(static_cast<size_t>(slots), 0);
     int64_t count = 0;

@@ -113,6 +113,16 @@ std::vector<int32_t> random_selections(Random& random, int64_t rows, int64_t k, 
 // A block table int32 [batch, max_pages]: every page of the cache once, shuffled.
 std::vector<int32_t> random_block_table(Random& random, int64_t batch, int64_t max_pages);
 
+// The prefill sparse attention case's inputs (S_q, S_kv, H_q, k, d_qk, d_v): bf16 q and kv, and k
+// random tokens of the whole [0, S_kv) per query row.
+struct PrefillAttention {
+    AttentionData data;
+    std::vector<int32_t> indices;
+    Buffer index_buffer;
+    dsa_tensor_t index_tensor;
+    PrefillAttention(Bench& bench, Random& random, const Shape& shape);
+};
+
 // Distinct entries among valid indices (>= 0) below `slots`.
 int64_t unique_slots(const std::vector<int32_t>& indices, int64_t slots);
 

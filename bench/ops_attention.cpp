@@ -13,22 +13,9 @@ namespace {
 // Prefill: every query row selects k random tokens of the whole [0, S_kv).
 Prepared sparse_attention(Bench& bench, const Shape& shape) {
     const int64_t rows = shape["S_q"], tokens = shape["S_kv"], k = shape["k"];
-    struct State {
-        AttentionData data;
-        std::vector<int32_t> indices;
-        Buffer index_buffer;
-        dsa_tensor_t index_tensor;
-        State(Bench& bench, Random& random, const Shape& shape)
-            : data(bench, random, {shape["S_q"]}, shape["H_q"], shape["d_qk"], shape["d_v"], shape["S_kv"], false,
-                   false) {}
-    };
     Random random(bench.seed);
-    auto s = std::make_shared<State>(bench, random, shape);
+    auto s = std::make_shared<PrefillAttention>(bench, random, shape);
     Device& device = bench.device;
-    s->indices = random_selections(random, rows, k, tokens);
-    s->index_buffer = device.upload(s->indices);
-    s->index_tensor = device_tensor(device, s->index_buffer, {rows, k}, DSA_DTYPE_I32);
-
     const AttentionData& d = s->data;
     Prepared prepared;
     prepared.work.flop = attention_flop(d.heads, rows, k, d.d_qk, d.d_v);

@@ -154,31 +154,25 @@ Prepared indexer_loss(Bench& bench, const Shape& shape) {
 Prepared sparse_attention_backward(Bench& bench, const Shape& shape) {
     const int64_t rows = shape["S_q"], tokens = shape["S_kv"], k = shape["k"];
     struct State {
-        AttentionData data;
-        std::vector<int32_t> indices;
+        PrefillAttention forward;
         std::vector<uint16_t> dout, out;
         std::vector<float> lse;
-        Buffer index_buffer, dout_buffer, dq_buffer, dkv_buffer, workspace;
+        Buffer dout_buffer, dq_buffer, dkv_buffer, workspace;
         size_t workspace_bytes = 0;
-        dsa_tensor_t index_tensor, dout_tensor, dq_tensor, dkv_tensor;
+        dsa_tensor_t dout_tensor, dq_tensor, dkv_tensor;
         dsa_sparse_attention_backward_params_t params;
-        State(Bench& bench, Random& random, const Shape& shape)
-            : data(bench, random, {shape["S_q"]}, shape["H_q"], shape["d_qk"], shape["d_v"], shape["S_kv"], false,
-                   false) {}
+        State(Bench& bench, Random& random, const Shape& shape) : forward(bench, random, shape) {}
     };
     Random random(bench.seed);
     auto s = std::make_shared<State>(bench, random, shape);
     Device& device = bench.device;
-    const AttentionData& d = s->data;
-    s->indices = random_selections(random, rows, k, tokens);
+    const AttentionData& d = s->forward.data;
     s->dout = random_bf16(random, static_cast<size_t>(rows * d.heads * d.d_v), -1.0f, 1.0f);
-    s->index_buffer = device.upload(s->indices);
     s->dout_buffer = device.upload(s->dout);
-    s->index_tensor = device_tensor(device, s->index_buffer, {rows, k}, DSA_DTYPE_I32);
     s->dout_tensor = device_tensor(device, s->dout_buffer, {rows, d.heads, d.d_v}, DSA_DTYPE_BF16);
     const dsa_status_t forward = dsa_sparse_attention(device.context(), &d.params, &d.q_tensor, &d.kv_tensor,
-                                                      &s->index_tensor, nullptr, nullptr, &d.out_tensor, &d.lse_tensor,
-                                                      nullptr, device.stream());
+                                                      &s->forward.index_tensor, nullptr, nullptr, &d.out_tensor,
+                                                      &d.lse_tensor, nullptr, device.stream());
     if (forward == DSA_STATUS_UNSUPPORTED)
         throw Unsupported(std::string("the forward (the backward's input): ") + dsa_last_error_message());
     require_success(forward, "dsa_sparse_attention (the backward's input)");
@@ -198,25 +192,26 @@ Prepared sparse_attention_backward(Bench& bench, const Shape& shape) {
 
     Prepared prepared;
     prepared.work.flop = 2.0 * d.heads * static_cast<double>(rows) * k * (3 * d.d_qk + 2 * d.d_v);
-    prepared.work.bytes = static_cast<double>(unique_slots(s->indices, tokens)) * d.entry_bytes() + d.query_bytes() +
+    prepared.work.bytes = static_cast<double>(unique_slots(s->forward.indices, tokens)) * d.entry_bytes() + d.query_bytes() +
                           static_cast<double>(rows) * d.heads * (2 * d.d_v + 4 + 4 * d.d_qk) +
                           4.0 * tokens * d.d_qk;
     prepared.run = [s, &device] {
-        const AttentionData& d = s->data;
-        return dsa_sparse_attention_backward(device.context(), &s->params, &d.q_tensor, &d.kv_tensor, &s->index_tensor,
+        const AttentionData& d = s->forward.data;
+        return dsa_sparse_attention_backward(device.context(), &s->params, &d.q_tensor, &d.kv_tensor,
+                                             &s->forward.index_tensor,
                                              nullptr, nullptr, &d.out_tensor, &d.lse_tensor, &s->dout_tensor,
                                              &s->dq_tensor, &s->dkv_tensor, nullptr, s->workspace.data(),
                                              s->workspace_bytes, device.stream());
     };
     prepared.check = [s, &bench, rows, tokens, k] {
-        const AttentionData& d = s->data;
+        const AttentionData& d = s->forward.data;
         const std::vector<int64_t> sample = sample_rows(rows, bench.check_rows, bench.seed + 1);
         const auto count = static_cast<int64_t>(sample.size());
         const std::vector<uint16_t> q = gather_rows(d.q, d.heads * d.d_qk, sample),
                                     out = gather_rows(s->out, d.heads * d.d_v, sample),
                                     dout = gather_rows(s->dout, d.heads * d.d_v, sample);
         const std::vector<float> lse = gather_rows(s->lse, d.heads, sample);
-        const std::vector<int32_t> indices = gather_rows(s->indices, k, sample);
+        const std::vector<int32_t> indices = gather_rows(s->forward.indices, k, sample);
         std::vector<float> want(q.size());
         bench.oracle.sparse_attention_backward(
             s->params, host_tensor(q.data(), {count, d.heads, d.d_qk}, DSA_DTYPE_BF16),
