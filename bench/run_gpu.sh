@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
-# One command for a GPU machine: build libdsa for the local GPU, run every test (GPU tests
-# included), compute-sanitizer over the GPU tests, and the GPU benchmarks beside PyTorch;
-# logs go under the folder given as $1.
+# One command for a GPU machine: build libdsa and dsa-bench for the local GPU, run every test (GPU
+# tests included), compute-sanitizer over the GPU tests, then the deepseek and tp presets on CUDA
+# beside their PyTorch baselines in the same run, and a merged table (RESULTS-gpu.md) rendered
+# from the JSON. Everything goes under the folder given as $1.
 # Usage: bench/run_gpu.sh OUTPUT_DIR [--no-sanitizer]
+# Environment: DSA_GPU_BUILD_DIR (default build-gpu), DSA_CUDA_ARCH (default 90a),
+# DSA_BENCH_PRESETS (default "deepseek tp").
 set -uo pipefail
 out=${1:?usage: bench/run_gpu.sh OUTPUT_DIR [--no-sanitizer]}
 sanitize=1
 [ "${2:-}" = "--no-sanitizer" ] && sanitize=0
 mkdir -p "$out"
+out=$(cd "$out" && pwd)
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${DSA_GPU_BUILD_DIR:-$root/build-gpu}
 arch=${DSA_CUDA_ARCH:-90a}
+presets=${DSA_BENCH_PRESETS:-deepseek tp}
 status=0
 
 {
@@ -40,11 +45,30 @@ if [ "$sanitize" = 1 ] && command -v compute-sanitizer > /dev/null; then
       [ $rc -eq 0 ] || status=1
     done
   done
+  # Every op's CUDA path as dsa-bench drives it (buffer sizes, streams), small shapes.
+  log="$out/sanitizer-dsa-bench-memcheck.log"
+  compute-sanitizer --tool memcheck --error-exitcode 9 "$build/bench/dsa-bench" --device cuda --preset smoke \
+    --no-ceilings --repeats 1 --warmup 0 > "$log" 2>&1
+  rc=$?
+  echo "compute-sanitizer memcheck dsa-bench smoke: exit $rc, $(grep -E 'ERROR SUMMARY' "$log" | tail -n 1)"
+  [ $rc -eq 0 ] || status=1
 fi
-# Benchmarks beside their PyTorch baselines, in this same run on this card.
-if python3 -c "import torch" 2> /dev/null; then
-  python3 "$root/bench/topk_gpu.py" "$build/libdsa.so" --json "$out/topk.json" 2>&1 | tee "$out/topk.txt" || status=1
-  python3 "$root/bench/sparse_attention_gpu.py" "$build/libdsa.so" --sm90 --json "$out/sparse_attention.json" 2>&1 | tee "$out/sparse_attention.txt" || status=1
-  python3 "$root/bench/indexer_gpu.py" "$build/libdsa.so" --json "$out/indexer.json" 2>&1 | tee "$out/indexer.txt" || status=1
-fi
+
+# The benchmarks, then the same shapes through PyTorch on this card in this run.
+bench="$build/bench/dsa-bench"
+render=()
+for preset in $presets; do
+  "$bench" --device cuda --preset "$preset" --json "$out/$preset.json" 2>&1 | tee "$out/$preset.txt" || status=1
+  render+=(--gpu "$out/$preset.json")
+  if python3 -c "import torch" 2> /dev/null; then
+    python3 "$root/bench/torch_baselines.py" --bench "$bench" --preset "$preset" --json "$out/torch-$preset.json" 2>&1 |
+      tee "$out/torch-$preset.txt" || status=1
+    render+=(--torch "$out/torch-$preset.json")
+  fi
+done
+# The committed CPU report's JSON joins the table, so RESULTS-gpu.md can replace bench/RESULTS.md.
+[ -f "$root/bench/results/cpu.json" ] && render+=(--cpu "$root/bench/results/cpu.json" --cpu-notes "$root/bench/results/cpu-notes.md")
+python3 "$root/bench/render_results.py" "${render[@]}" --commit "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
+  > "$out/RESULTS-gpu.md" || status=1
+echo "merged table: $out/RESULTS-gpu.md"
 exit $status
