@@ -1,5 +1,6 @@
 #include "options.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -88,6 +89,12 @@ bool parse_options(int argc, char** argv, DemoOptions* options, int* exit_code) 
         if (flag == "--large") continue;
         if (flag == "--no-hadamard") { options->rotate = false; continue; }
         if (flag == "--quiet") { options->quiet = true; continue; }
+        static const char* const value_flags[] = {
+            "--model", "--out", "--device", "--threads", "--seed", "--train-sequences", "--eval-sequences",
+            "--seq-len", "--steps", "--sparse-steps", "--sparse-k", "--batch", "--lr", "--heads", "--dim",
+            "--rope-dim", "--init", "--k", "--hybrid-sink", "--hybrid-local"};
+        if (std::find(std::begin(value_flags), std::end(value_flags), flag) == std::end(value_flags))
+            return fail("unknown option " + flag);
         if (i + 1 >= argc) return fail(flag + " needs a value");
         const char* value = argv[++i];
         int64_t n = 0;
@@ -139,7 +146,6 @@ bool parse_options(int argc, char** argv, DemoOptions* options, int* exit_code) 
                 if (options->k_values.empty()) return fail("--k: empty list");
             } else if (flag == "--hybrid-sink") options->hybrid_sink = static_cast<int32_t>(integer(0, 1 << 20));
             else if (flag == "--hybrid-local") options->hybrid_local = static_cast<int32_t>(integer(0, 1 << 20));
-            else return fail("unknown option " + flag);
         } catch (const std::invalid_argument& error) {
             return fail(error.what());
         }
