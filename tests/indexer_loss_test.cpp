@@ -8,7 +8,7 @@
 #include <limits>
 
 #include "../core/ops/indexer_loss.hpp"
-#include "support.hpp"
+#include "training_support.hpp"
 
 using namespace dsa_test;
 
@@ -16,26 +16,6 @@ namespace {
 
 using dsa::reference::IndexerLossInputs;
 using dsa::reference::IndexerLossResult;
-
-// Values of one f32 or bf16 input tensor.
-struct Values {
-    dsa_dtype_t dtype = DSA_DTYPE_F32;
-    std::vector<float> f32;
-    std::vector<uint16_t> bf16;
-
-    void assign(const std::vector<float>& values, dsa_dtype_t type) {
-        dtype = type;
-        f32 = values;
-        bf16 = to_bf16(values);
-    }
-    void* data() { return dtype == DSA_DTYPE_BF16 ? static_cast<void*>(bf16.data()) : f32.data(); }
-    std::vector<double> decoded() const {
-        std::vector<double> result(f32.size());
-        for (size_t i = 0; i < f32.size(); ++i)
-            result[i] = dtype == DSA_DTYPE_BF16 ? dsa::bf16_to_float(bf16[i]) : f32[i];
-        return result;
-    }
-};
 
 // One problem: contiguous host arrays; teacher_kv_heads 0 means a rank-2 (MQA) teacher_k.
 struct Case {
@@ -197,20 +177,6 @@ Outputs run_library(Case& c, int threads = 2) {
     return o;
 }
 
-// Every element within `tolerance` of the reference, relative to the largest reference value.
-void check_close(const std::vector<float>& got, const std::vector<double>& want, double tolerance, const char* what) {
-    REQUIRE(got.size() == want.size());
-    double scale = 1e-3, error = 0.0;
-    size_t worst = 0;
-    for (double value : want) scale = std::max(scale, std::fabs(value));
-    for (size_t i = 0; i < got.size(); ++i) {
-        const double e = std::fabs(got[i] - want[i]);
-        if (e > error) error = e, worst = i;
-    }
-    CHECK_MESSAGE(error <= tolerance * scale, what, ": element ", worst, " is ", got.empty() ? 0.0f : got[worst],
-                  ", expected ", want.empty() ? 0.0 : want[worst], " (scale ", scale, ")");
-}
-
 void check_against_reference(const Outputs& got, const IndexerLossResult& want, double tolerance = 2e-5) {
     CHECK(std::fabs(got.loss - want.loss) <= tolerance * std::max(1.0, std::fabs(want.loss)));
     check_close(got.row_loss, want.row_loss, tolerance, "row_loss");
@@ -220,48 +186,19 @@ void check_against_reference(const Outputs& got, const IndexerLossResult& want, 
 }
 
 bool same_bits(const Outputs& a, const Outputs& b) {
-    auto same = [](const std::vector<float>& x, const std::vector<float>& y) {
-        return x.size() == y.size() && std::memcmp(x.data(), y.data(), x.size() * sizeof(float)) == 0;
-    };
-    return std::memcmp(&a.loss, &b.loss, sizeof(float)) == 0 && same(a.row_loss, b.row_loss) &&
-           same(a.d_index_q, b.d_index_q) && same(a.d_index_k, b.d_index_k) && same(a.d_weights, b.d_weights);
+    return std::memcmp(&a.loss, &b.loss, sizeof(float)) == 0 && same_floats(a.row_loss, b.row_loss) &&
+           same_floats(a.d_index_q, b.d_index_q) && same_floats(a.d_index_k, b.d_index_k) &&
+           same_floats(a.d_weights, b.d_weights);
 }
-
-// Central differences of the float64 reference loss with respect to each element of `values`.
-std::vector<double> finite_differences(IndexerLossInputs in, std::vector<double> IndexerLossInputs::*member) {
-    std::vector<double> result((in.*member).size());
-    for (size_t i = 0; i < result.size(); ++i) {
-        const double x = (in.*member)[i], h = 1e-6 * std::max(1.0, std::fabs(x));
-        (in.*member)[i] = x + h;
-        const double up = dsa::reference::indexer_loss(in).loss;
-        (in.*member)[i] = x - h;
-        const double down = dsa::reference::indexer_loss(in).loss;
-        (in.*member)[i] = x;
-        result[i] = (up - down) / (2 * h);
-    }
-    return result;
-}
-
-std::vector<float> as_floats(const std::vector<double>& values) { return {values.begin(), values.end()}; }
 
 void check_gradients_by_finite_differences(Case c) {
-    const IndexerLossInputs in = c.reference_inputs();
+    IndexerLossInputs in = c.reference_inputs();
     const IndexerLossResult analytic = dsa::reference::indexer_loss(in);
     const Outputs got = run_library(c);
-    const std::pair<const char*, std::vector<double> IndexerLossInputs::*> inputs[] = {
-        {"index_q", &IndexerLossInputs::index_q}, {"index_k", &IndexerLossInputs::index_k},
-        {"weights", &IndexerLossInputs::weights}};
-    const std::vector<float>* library[] = {&got.d_index_q, &got.d_index_k, &got.d_weights};
-    const std::vector<double>* reference[] = {&analytic.d_index_q, &analytic.d_index_k, &analytic.d_weights};
-    for (int i = 0; i < 3; ++i) {
-        CAPTURE(inputs[i].first);
-        const std::vector<double> numeric = finite_differences(in, inputs[i].second);
-        double largest = 0.0;
-        for (double value : numeric) largest = std::max(largest, std::fabs(value));
-        CHECK(largest > 1e-3);  // the gradient is not trivially zero
-        check_close(*library[i], numeric, 1e-4, "library vs finite differences");
-        check_close(as_floats(*reference[i]), numeric, 1e-6, "reference vs finite differences");
-    }
+    const auto loss = [&] { return dsa::reference::indexer_loss(in).loss; };
+    check_gradient("index_q", got.d_index_q, analytic.d_index_q, central_differences(in.index_q, loss));
+    check_gradient("index_k", got.d_index_k, analytic.d_index_k, central_differences(in.index_k, loss));
+    check_gradient("weights", got.d_weights, analytic.d_weights, central_differences(in.weights, loss));
     check_against_reference(got, analytic);
 }
 

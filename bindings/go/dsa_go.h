@@ -307,4 +307,32 @@ static inline dsa_status_t dsa_go_indexer_loss(dsa_context_t* context, const dsa
                                            DSA_GO_TENSOR(d_weights), (dsa_stream_t)stream), message);
 }
 
+static inline dsa_status_t dsa_go_sparse_attention_backward_workspace_size(
+    const dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, int64_t num_queries,
+    int64_t topk, int64_t num_tokens, int64_t d_qk, size_t* bytes, char** message) {
+    return dsa_go_checked(dsa_sparse_attention_backward_workspace_size(context, params, num_queries, topk, num_tokens,
+                                                                       d_qk, bytes),
+                          message);
+}
+
+static inline dsa_status_t dsa_go_sparse_attention_backward(
+    dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, const dsa_tensor_t* q, void* q_data,
+    const dsa_tensor_t* kv, void* kv_data, const dsa_tensor_t* indices, void* indices_data,
+    const dsa_tensor_t* attn_sink, void* attn_sink_data, const dsa_tensor_t* topk_length, void* topk_length_data,
+    const dsa_tensor_t* out, void* out_data, const dsa_tensor_t* lse, void* lse_data, const dsa_tensor_t* dout,
+    void* dout_data, const dsa_tensor_t* dq, void* dq_data, const dsa_tensor_t* dkv, void* dkv_data,
+    const dsa_tensor_t* d_attn_sink, void* d_attn_sink_data, void* workspace_data, uintptr_t workspace_address,
+    size_t workspace_bytes, uintptr_t stream, char** message) {
+    dsa_tensor_t q_storage, kv_storage, indices_storage, attn_sink_storage, topk_length_storage, out_storage,
+        lse_storage, dout_storage, dq_storage, dkv_storage, d_attn_sink_storage;
+    return dsa_go_checked(dsa_sparse_attention_backward(context, params, DSA_GO_TENSOR(q), DSA_GO_TENSOR(kv),
+                                                        DSA_GO_TENSOR(indices), DSA_GO_TENSOR(attn_sink),
+                                                        DSA_GO_TENSOR(topk_length), DSA_GO_TENSOR(out),
+                                                        DSA_GO_TENSOR(lse), DSA_GO_TENSOR(dout), DSA_GO_TENSOR(dq),
+                                                        DSA_GO_TENSOR(dkv), DSA_GO_TENSOR(d_attn_sink),
+                                                        dsa_go_workspace(workspace_data, workspace_address),
+                                                        workspace_bytes, (dsa_stream_t)stream),
+                          message);
+}
+
 #endif

@@ -1009,3 +1009,111 @@ func TestIndexerLossMatchesAFloat64ReferenceInBothModes(t *testing.T) {
 		t.Fatal("loss was written")
 	}
 }
+
+// forwardF64 is sparse attention of f64 inputs with a sink (DSA_SPEC section 6): out
+// [S_q, H, dV] and lse [S_q, H] (+Inf for a row without a valid index) for rows of topk indices
+// (negative ones skipped).
+func forwardF64(q, kv []float64, indices []int32, sink []float64, heads, dQK, dV, topk int, scale float64) (out, lse []float64) {
+	rows := len(indices) / topk
+	out, lse = make([]float64, rows*heads*dV), make([]float64, rows*heads)
+	for row := 0; row < rows; row++ {
+		var valid []int
+		for _, s := range indices[row*topk : (row+1)*topk] {
+			if s >= 0 {
+				valid = append(valid, int(s))
+			}
+		}
+		for h := 0; h < heads; h++ {
+			lse[row*heads+h] = math.Inf(1)
+			if len(valid) == 0 {
+				continue
+			}
+			z, sum := make([]float64, len(valid)), 0.0
+			for j, s := range valid {
+				for d := 0; d < dQK; d++ {
+					z[j] += scale * q[(row*heads+h)*dQK+d] * kv[s*dQK+d]
+				}
+				sum += math.Exp(z[j])
+			}
+			lse[row*heads+h] = math.Log(sum)
+			for j, s := range valid {
+				for c := 0; c < dV; c++ {
+					out[(row*heads+h)*dV+c] += math.Exp(z[j]) / (sum + math.Exp(sink[h])) * kv[s*dQK+c]
+				}
+			}
+		}
+	}
+	return out, lse
+}
+
+func TestSparseAttentionBackwardMatchesFiniteDifferences(t *testing.T) {
+	context := newContext(t, nil)
+	const rows, heads, dQK, dV, tokens, topk, scale = 3, 2, 8, 4, 6, 4, 0.4
+	toF64 := func(values []float32) []float64 {
+		result := make([]float64, len(values))
+		for i, v := range values {
+			result[i] = float64(v)
+		}
+		return result
+	}
+	q, kv, dout, sink := randomFloats(rows*heads*dQK, 90, 1), randomFloats(tokens*dQK, 91, 1),
+		randomFloats(rows*heads*dV, 92, 1), randomFloats(heads, 93, 1)
+	indices := []int32{0, 3, 3, -1, 5, 1, 2, 4, -1, -1, -1, -1} // a repeat; the last row has nothing
+	outF64, lseF64 := forwardF64(toF64(q), toF64(kv), indices, toF64(sink), heads, dQK, dV, topk, scale)
+	out, lse := make([]float32, len(outF64)), make([]float32, len(lseF64))
+	for i := range out {
+		out[i] = float32(outF64[i])
+	}
+	for i := range lse {
+		lse[i] = float32(lseF64[i])
+	}
+	params := dsa.DefaultSparseAttentionBackwardParams()
+	params.Scale, params.DV, params.Mode = scale, dV, dsa.SparseAttentionBackwardFast
+	bytes, err := context.SparseAttentionBackwardWorkspaceSize(&params, rows, topk, tokens, dQK)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dq, dkv, dSink := make([]float32, len(q)), make([]float32, len(kv)), make([]float32, heads)
+	err = context.SparseAttentionBackward(&params, view(t, q, rows, heads, dQK), view(t, kv, tokens, dQK),
+		view(t, indices, rows, topk), view(t, sink, heads), nil, view(t, out, rows, heads, dV), view(t, lse, rows, heads),
+		view(t, dout, rows, heads, dV), view(t, dq, rows, heads, dQK), view(t, dkv, tokens, dQK), view(t, dSink, heads),
+		dsa.NewWorkspace(make([]byte, bytes)), dsa.DefaultStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// d/dx of sum(dout * out) by central differences of the f64 forward, for q, kv and the sink.
+	for which, output := range []struct {
+		name string
+		got  []float32
+	}{{"dq", dq}, {"dkv", dkv}, {"d_attn_sink", dSink}} {
+		for i := range output.got {
+			inputs := [][]float64{toF64(q), toF64(kv), toF64(sink)}
+			loss := func() float64 {
+				out, _ := forwardF64(inputs[0], inputs[1], indices, inputs[2], heads, dQK, dV, topk, scale)
+				total := 0.0
+				for j, value := range out {
+					total += value * float64(dout[j])
+				}
+				return total
+			}
+			inputs[which][i] += 1e-6
+			up := loss()
+			inputs[which][i] -= 2e-6
+			down := loss()
+			checkClose(t, fmt.Sprintf("%s[%d]", output.name, i), output.got[i], (up-down)/2e-6, 1e-4)
+		}
+	}
+	for _, value := range dq[2*heads*dQK:] {
+		if value != 0 {
+			t.Fatalf("dq of the row without a valid index: %g", value)
+		}
+	}
+	params.Scale = 0
+	err = context.SparseAttentionBackward(&params, view(t, q, rows, heads, dQK), view(t, kv, tokens, dQK),
+		view(t, indices, rows, topk), nil, nil, view(t, out, rows, heads, dV), view(t, lse, rows, heads),
+		view(t, dout, rows, heads, dV), view(t, dq, rows, heads, dQK), view(t, dkv, tokens, dQK), nil, nil,
+		dsa.DefaultStream)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument || !strings.HasPrefix(message, "params.scale") {
+		t.Fatalf("scale 0: %v", err)
+	}
+}

@@ -208,6 +208,47 @@ func (p *IndexerLossParams) toC() *C.dsa_indexer_loss_params_t {
 	return &raw
 }
 
+// SparseAttentionBackwardMode is how SparseAttentionBackward reduces dkv
+// (DSA_SPARSE_ATTENTION_BACKWARD_*).
+type SparseAttentionBackwardMode uint32
+
+const (
+	// SparseAttentionBackwardDeterministic is bitwise reproducible run to run (and, on the CPU,
+	// for any thread count); the default.
+	SparseAttentionBackwardDeterministic SparseAttentionBackwardMode = C.DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC
+	// SparseAttentionBackwardFast is the fastest reduction (f32 atomics on CUDA); on the CPU the
+	// same as SparseAttentionBackwardDeterministic.
+	SparseAttentionBackwardFast SparseAttentionBackwardMode = C.DSA_SPARSE_ATTENTION_BACKWARD_FAST
+)
+
+// SparseAttentionBackwardParams are the parameters of SparseAttentionBackward
+// (dsa_sparse_attention_backward_params_t). They are required: Scale has no default.
+type SparseAttentionBackwardParams struct {
+	Scale float32                     // the forward's softmax scale: finite and non-zero (the default 0 is rejected)
+	DV    int32                       // the forward's value width (default 512; 1 <= DV <= d_qk)
+	Mode  SparseAttentionBackwardMode // default SparseAttentionBackwardDeterministic
+}
+
+// DefaultSparseAttentionBackwardParams are the library's defaults (Scale 0 must be replaced).
+func DefaultSparseAttentionBackwardParams() SparseAttentionBackwardParams {
+	var raw C.dsa_sparse_attention_backward_params_t
+	C.dsa_sparse_attention_backward_params_init(&raw)
+	return SparseAttentionBackwardParams{Scale: float32(raw.scale), DV: int32(raw.d_v),
+		Mode: SparseAttentionBackwardMode(raw.mode)}
+}
+
+func (p *SparseAttentionBackwardParams) toC() *C.dsa_sparse_attention_backward_params_t {
+	if p == nil {
+		return nil
+	}
+	var raw C.dsa_sparse_attention_backward_params_t
+	C.dsa_sparse_attention_backward_params_init(&raw)
+	raw.scale = C.float(p.Scale)
+	raw.d_v = C.int32_t(p.DV)
+	raw.mode = C.dsa_sparse_attention_backward_mode_t(p.Mode)
+	return &raw
+}
+
 // QuantizeFP8 quantises x [..., N] (f32, bf16 or f16) to e4m3 codes q [..., N] (FP8E4M3 or U8)
 // and f32 scales [..., N/GroupSize] (dsa_quantize_fp8; dsa.h has the layouts and statuses).
 func (c *Context) QuantizeFP8(params *QuantizeFP8Params, x, q, scales *Tensor, stream Stream) error {
@@ -589,5 +630,51 @@ func (c *Context) IndexerLoss(params *IndexerLossParams, indexQ, indexK, weights
 		rowLossLayout, rowLossData, dIndexQLayout, dIndexQData, dIndexKLayout, dIndexKData, dWeightsLayout,
 		dWeightsData, C.uintptr_t(stream), &message)
 	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
+// SparseAttentionBackwardWorkspaceSize is the scratch SparseAttentionBackward needs for
+// numQueries rows of topk indices over numTokens KV rows of dQK values, in bytes
+// (dsa_sparse_attention_backward_workspace_size); params may be nil (the defaults).
+func (c *Context) SparseAttentionBackwardWorkspaceSize(params *SparseAttentionBackwardParams, numQueries, topk,
+	numTokens, dQK int64) (int, error) {
+	var bytes C.size_t
+	var message *C.char
+	status := C.dsa_go_sparse_attention_backward_workspace_size(c.raw, params.toC(), C.int64_t(numQueries),
+		C.int64_t(topk), C.int64_t(numTokens), C.int64_t(dQK), &bytes, &message)
+	runtime.KeepAlive(c)
+	return int(bytes), check(status, message)
+}
+
+// SparseAttentionBackward is the backward pass of SparseAttention
+// (dsa_sparse_attention_backward): from q [S_q, H_q, d_qk] and kv [S_kv, d_qk] (bf16 or f32),
+// indices i32 [S_q, k], attnSink f32 [H_q] or nil, topkLength i32 [S_q] or nil, the forward's out
+// and lse, and dout [S_q, H_q, d_v], it writes dq [S_q, H_q, d_qk] (f32 or bf16), dkv f32
+// [S_kv, d_qk] and, unless nil (it must be nil without a sink), dAttnSink f32 [H_q]. params must
+// not be nil: Scale has no default. workspace may be nil.
+func (c *Context) SparseAttentionBackward(params *SparseAttentionBackwardParams, q, kv, indices, attnSink, topkLength,
+	out, lse, dout, dq, dkv, dAttnSink *Tensor, workspace *Workspace, stream Stream) error {
+	workspaceData, workspaceAddress, workspaceBytes, err := c.workspaceParts(workspace)
+	if err != nil {
+		return err
+	}
+	qLayout, qData := q.parts()
+	kvLayout, kvData := kv.parts()
+	indicesLayout, indicesData := indices.parts()
+	attnSinkLayout, attnSinkData := attnSink.parts()
+	topkLengthLayout, topkLengthData := topkLength.parts()
+	outLayout, outData := out.parts()
+	lseLayout, lseData := lse.parts()
+	doutLayout, doutData := dout.parts()
+	dqLayout, dqData := dq.parts()
+	dkvLayout, dkvData := dkv.parts()
+	dAttnSinkLayout, dAttnSinkData := dAttnSink.parts()
+	var message *C.char
+	status := C.dsa_go_sparse_attention_backward(c.raw, params.toC(), qLayout, qData, kvLayout, kvData, indicesLayout,
+		indicesData, attnSinkLayout, attnSinkData, topkLengthLayout, topkLengthData, outLayout, outData, lseLayout,
+		lseData, doutLayout, doutData, dqLayout, dqData, dkvLayout, dkvData, dAttnSinkLayout, dAttnSinkData,
+		workspaceData, workspaceAddress, workspaceBytes, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	runtime.KeepAlive(workspace)
 	return check(status, message)
 }

@@ -691,8 +691,10 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *            may be NULL (not computed), last dimension contiguous; outputs must not overlap
  *            each other or any input. With every output NULL the call validates and returns.
  *  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread
- *  count; the call allocates host scratch of about max(32 MiB, 4 * D_I * (the longest set)) bytes
- *  for the d_index_k reduction, plus O(T + S). params may be NULL only with teacher_probs
+ *  count. With d_index_k the call allocates host scratch for its reduction: 4 * D_I bytes per
+ *  entry of a panel of rows holding about 32 MiB, at least two rows per CPU thread (so long
+ *  dense rows need 8 * threads * D_I * S bytes), never more than all the entries need; plus
+ *  O(T + S) besides. params may be NULL only with teacher_probs
  *  (teacher_scale has no default).
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown
  *  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;
@@ -717,6 +719,82 @@ DSA_API dsa_status_t dsa_indexer_loss(dsa_context_t* context, const dsa_indexer_
 /* ------------------------------------------------------------------------------------------ */
 /* Training: sparse attention backward (DSA_SPEC section 8.2)                                 */
 /* ------------------------------------------------------------------------------------------ */
+
+/** How dsa_sparse_attention_backward reduces dkv, a scatter over tokens that many queries
+ *  select. */
+typedef uint32_t dsa_sparse_attention_backward_mode_t;
+/** Bitwise reproducible: the same inputs give the same bits run to run and, on the CPU, for any
+ *  thread count (default). */
+#define DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC 0
+/** The fastest reduction: on CUDA, f32 atomics (the order of additions may vary run to run);
+ *  on the CPU the same as DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC. */
+#define DSA_SPARSE_ATTENTION_BACKWARD_FAST 1
+
+/** Parameters of dsa_sparse_attention_backward. */
+typedef struct dsa_sparse_attention_backward_params {
+    uint32_t struct_size;                      /**< sizeof(dsa_sparse_attention_backward_params_t) */
+    float scale;                               /**< the forward's softmax scale. REQUIRED: the init
+                                                    function sets 0, which is rejected; any finite
+                                                    non-zero value */
+    int32_t d_v;                               /**< the forward's value width; default 512;
+                                                    1 <= d_v <= d_qk */
+    dsa_sparse_attention_backward_mode_t mode; /**< default
+                                                    DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC */
+} dsa_sparse_attention_backward_params_t;
+
+/** Fills *params with the defaults above (scale 0, which must be replaced). Returns
+ *  DSA_STATUS_INVALID_ARGUMENT if params is NULL. */
+DSA_API dsa_status_t dsa_sparse_attention_backward_params_init(dsa_sparse_attention_backward_params_t* params);
+
+/** Writes to *bytes the scratch memory dsa_sparse_attention_backward needs on the context's
+ *  device for num_queries query rows of topk indices each over num_tokens KV rows of d_qk
+ *  values, with params->mode (params NULL: the defaults). Passing that much (or more) as
+ *  `workspace` makes the call allocate no large buffer. Returns DSA_STATUS_INVALID_ARGUMENT for
+ *  a NULL context or bytes, negative counts, or a bad params struct. */
+DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
+    const dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, int64_t num_queries,
+    int64_t topk, int64_t num_tokens, int64_t d_qk, size_t* bytes);
+
+/** Backward pass of dsa_sparse_attention, prefill form (DSA_SPEC section 8.2). For query row t,
+ *  head h, and the row's valid indices s_j (as the forward: among the first topk_length[t]
+ *  entries, 0 <= s_j < S_kv, a repeated index counting as many times as it appears):
+ *      z[h,j]   = scale * q[t,h,:] . kv[s_j,:]
+ *      L[t,h]   = log(exp(lse[t,h]) + exp(attn_sink[h]))   (lse[t,h] without attn_sink)
+ *      P[h,j]   = exp(z[h,j] - L[t,h]),  D[t,h] = dout[t,h,:] . out[t,h,:]
+ *      dZ[h,j]  = P[h,j] * (dout[t,h,:] . kv[s_j,:d_v] - D[t,h])
+ *      dq[t,h,:]    = scale * sum_j dZ[h,j] kv[s_j,:]
+ *      dkv[s,:]     = sum over (t,j) with s_j = s of scale * sum_h dZ[h,j] q[t,h,:]
+ *                     + (first d_v dims) sum_h P[h,j] dout[t,h,:]
+ *      d_attn_sink[h] = -sum_t exp(attn_sink[h] - L[t,h]) * D[t,h]
+ *  lse and out are the forward's outputs (lse recomputes P; out gives D). A row whose lse is
+ *  +inf (no valid index in the forward) or that has no valid index contributes nothing: zero
+ *  dq, no dkv or d_attn_sink terms (never NaN). Products and sums run in f32.
+ *  Shapes: q [S_q, H_q, d_qk] and kv [S_kv, d_qk], bf16 or f32; indices i32 [S_q, k]; attn_sink
+ *  f32 [H_q] or NULL; topk_length i32 [S_q] or NULL (clamped to [0, k]); out [S_q, H_q, d_v] and
+ *  dout [S_q, H_q, d_v], bf16 or f32; lse f32 [S_q, H_q]. Each of q, kv, out, dout may have its
+ *  own dtype.
+ *  Outputs (overwritten, never accumulated): dq [S_q, H_q, d_qk] f32 or bf16 (rounded to nearest
+ *  even); dkv f32 [S_kv, d_qk] (rows no query selects are 0); d_attn_sink f32 [H_q], or NULL
+ *  (it must be NULL without attn_sink).
+ *  Layout: the last dimension of q, kv, indices, out, dout, dq and dkv must be contiguous; every
+ *  other stride is free. Outputs must not overlap each other or any input.
+ *  mode: DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC gives bitwise identical results run to run
+ *  (on the CPU also for any thread count); the CPU runs both modes deterministically.
+ *  workspace: NULL (the call allocates host scratch for itself) or at least
+ *  dsa_sparse_attention_backward_workspace_size bytes for these shapes, aligned to 16 bytes.
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not
+ *  finite, d_v outside [1, d_qk], unknown mode, bad struct_size, d_attn_sink without
+ *  attn_sink), DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,
+ *  DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps, a misaligned workspace),
+ *  DSA_STATUS_WORKSPACE_TOO_SMALL, DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this
+ *  op is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message
+ *  names the argument. */
+DSA_API dsa_status_t dsa_sparse_attention_backward(
+    dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, const dsa_tensor_t* q,
+    const dsa_tensor_t* kv, const dsa_tensor_t* indices, const dsa_tensor_t* attn_sink,
+    const dsa_tensor_t* topk_length, const dsa_tensor_t* out, const dsa_tensor_t* lse, const dsa_tensor_t* dout,
+    const dsa_tensor_t* dq, const dsa_tensor_t* dkv, const dsa_tensor_t* d_attn_sink, void* workspace,
+    size_t workspace_bytes, dsa_stream_t stream);
 
 /* (end of the sparse attention backward section) */
 

@@ -20,194 +20,13 @@
 
 #include "../ops/indexer_loss.hpp"
 #include "isa.hpp"
+#include "training_kernels.hpp"
 
 namespace dsa::cpu {
 namespace {
 
-constexpr int64_t kTile = 64;                    // entries scored per step
-constexpr int64_t kPanelBytes = int64_t{32} << 20;  // budget of the dk contributions of one panel
-constexpr int64_t kReduceTokens = 64;            // tokens per task of the dk reduction
+constexpr int64_t kTile = kEntryTile;
 constexpr float kMinusInfinity = -std::numeric_limits<float>::infinity();
-
-int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
-
-// ---- Kernels ---------------------------------------------------------------------------------
-
-struct Kernels {
-    // c[i * ldc + j] (= or +=) sum_l a[i * lda + l] * b[l * ldb + j] for i < m, j < n (n a
-    // multiple of 8), l < depth, accumulated over l in order.
-    void (*gemm)(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                 int64_t n, int64_t depth, bool accumulate);
-    // sum_j exp(scale * x[j] - shift) for j < count; x readable up to round_up(count, 8).
-    float (*exp_sum)(const float* x, int64_t count, float scale, float shift);
-    // out[j] += exp(scale * x[j] - shift) for j < count; x and out up to round_up(count, 8).
-    void (*exp_add)(const float* x, int64_t count, float scale, float shift, float* out);
-};
-
-void gemm_portable(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc, int64_t m,
-                   int64_t n, int64_t depth, bool accumulate) {
-    for (int64_t i = 0; i < m; ++i) {
-        float* row = c + i * ldc;
-        if (!accumulate) std::fill(row, row + n, 0.0f);
-        for (int64_t l = 0; l < depth; ++l) {
-            const float factor = a[i * lda + l];
-            const float* source = b + l * ldb;
-            for (int64_t j = 0; j < n; ++j) row[j] += factor * source[j];
-        }
-    }
-}
-
-float exp_sum_portable(const float* x, int64_t count, float scale, float shift) {
-    float sum = 0.0f;
-    for (int64_t j = 0; j < count; ++j) sum += std::exp(scale * x[j] - shift);
-    return sum;
-}
-
-void exp_add_portable(const float* x, int64_t count, float scale, float shift, float* out) {
-    for (int64_t j = 0; j < count; ++j) out[j] += std::exp(scale * x[j] - shift);
-}
-
-#if defined(__x86_64__)
-#define DSA_AVX2_FMA __attribute__((target("avx2,fma")))
-
-// exp(x) = 2^n exp(r) with n = round(x / ln 2) and |r| <= ln(2) / 2 (ln 2 split in two so r is
-// exact), exp(r) by its Taylor series to degree 6 (relative error ~1e-7). x < -87 gives 0 (the
-// true value is below 2^-125), NaN stays NaN.
-DSA_AVX2_FMA inline __m256 exp_avx2(__m256 x) {
-    const __m256 clamped = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.0f), x));
-    const __m256 n = _mm256_round_ps(_mm256_mul_ps(clamped, _mm256_set1_ps(1.44269504088896341f)),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), clamped);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860682030941723e-6f), r);
-    __m256 series = _mm256_set1_ps(1.0f / 720.0f);
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(1.0f / 120.0f));
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(1.0f / 24.0f));
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(1.0f / 6.0f));
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(0.5f));
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(1.0f));
-    series = _mm256_fmadd_ps(series, r, _mm256_set1_ps(1.0f));
-    const __m256i power = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    __m256 result = _mm256_mul_ps(series, _mm256_castsi256_ps(power));
-    result = _mm256_blendv_ps(result, _mm256_setzero_ps(), _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ));
-    return _mm256_blendv_ps(result, x, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-}
-
-// Lanes j with j < count of the 8 starting at `first`.
-DSA_AVX2_FMA inline __m256 lane_mask(int64_t first, int64_t count) {
-    const __m256i lanes = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(first)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(count)), lanes));
-}
-
-DSA_AVX2_FMA float exp_sum_avx2(const float* x, int64_t count, float scale, float shift) {
-    __m256 sum = _mm256_setzero_ps();
-    for (int64_t j = 0; j < count; j += 8) {
-        const __m256 e = exp_avx2(_mm256_fmsub_ps(_mm256_set1_ps(scale), _mm256_loadu_ps(x + j), _mm256_set1_ps(shift)));
-        sum = _mm256_add_ps(sum, _mm256_and_ps(e, lane_mask(j, count)));
-    }
-    __m128 half = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-    half = _mm_add_ps(half, _mm_movehl_ps(half, half));
-    return _mm_cvtss_f32(_mm_add_ss(half, _mm_movehdup_ps(half)));
-}
-
-DSA_AVX2_FMA void exp_add_avx2(const float* x, int64_t count, float scale, float shift, float* out) {
-    for (int64_t j = 0; j < count; j += 8) {
-        const __m256 e = exp_avx2(_mm256_fmsub_ps(_mm256_set1_ps(scale), _mm256_loadu_ps(x + j), _mm256_set1_ps(shift)));
-        _mm256_storeu_ps(out + j, _mm256_add_ps(_mm256_loadu_ps(out + j), _mm256_and_ps(e, lane_mask(j, count))));
-    }
-}
-
-// A register block of the GEMM: Rows rows of c x 8 * Vectors columns, over the whole depth.
-template <int Rows, int Vectors>
-DSA_AVX2_FMA void gemm_block(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                             int64_t depth, bool accumulate) {
-    __m256 acc[Rows][Vectors];
-#pragma GCC unroll 4
-    for (int i = 0; i < Rows; ++i)
-#pragma GCC unroll 3
-        for (int v = 0; v < Vectors; ++v) acc[i][v] = _mm256_setzero_ps();
-    for (int64_t l = 0; l < depth; ++l) {
-        __m256 source[Vectors];
-#pragma GCC unroll 3
-        for (int v = 0; v < Vectors; ++v) source[v] = _mm256_loadu_ps(b + l * ldb + 8 * v);
-#pragma GCC unroll 4
-        for (int i = 0; i < Rows; ++i) {
-            const __m256 factor = _mm256_broadcast_ss(a + i * lda + l);
-#pragma GCC unroll 3
-            for (int v = 0; v < Vectors; ++v) acc[i][v] = _mm256_fmadd_ps(factor, source[v], acc[i][v]);
-        }
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < Rows; ++i)
-#pragma GCC unroll 3
-        for (int v = 0; v < Vectors; ++v) {
-            float* target = c + i * ldc + 8 * v;
-            _mm256_storeu_ps(target, accumulate ? _mm256_add_ps(_mm256_loadu_ps(target), acc[i][v]) : acc[i][v]);
-        }
-}
-
-using GemmBlock = void (*)(const float*, int64_t, const float*, int64_t, float*, int64_t, int64_t, bool);
-constexpr int kBlockRows = 4, kBlockVectors = 3;  // 12 accumulators + 3 sources + 1 broadcast = 16 registers
-constexpr GemmBlock kGemmBlocks[kBlockRows][kBlockVectors] = {
-    {gemm_block<1, 1>, gemm_block<1, 2>, gemm_block<1, 3>},
-    {gemm_block<2, 1>, gemm_block<2, 2>, gemm_block<2, 3>},
-    {gemm_block<3, 1>, gemm_block<3, 2>, gemm_block<3, 3>},
-    {gemm_block<4, 1>, gemm_block<4, 2>, gemm_block<4, 3>},
-};
-
-DSA_AVX2_FMA void gemm_avx2(const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t ldc,
-                            int64_t m, int64_t n, int64_t depth, bool accumulate) {
-    // Column slabs outer: a slab of b stays in cache while every row block uses it.
-    for (int64_t j = 0; j < n; j += 8 * kBlockVectors) {
-        const int64_t vectors = std::min<int64_t>(kBlockVectors, (n - j) / 8);
-        for (int64_t i = 0; i < m; i += kBlockRows) {
-            const int64_t rows = std::min<int64_t>(kBlockRows, m - i);
-            kGemmBlocks[rows - 1][vectors - 1](a + i * lda, lda, b + j, ldb, c + i * ldc + j, ldc, depth, accumulate);
-        }
-    }
-}
-#endif  // __x86_64__
-
-const Kernels& kernels() {
-    static const Kernels chosen = [] {
-#if defined(__x86_64__)
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            return Kernels{gemm_avx2, exp_sum_avx2, exp_add_avx2};
-#endif
-        return Kernels{gemm_portable, exp_sum_portable, exp_add_portable};
-    }();
-    return chosen;
-}
-
-// ---- Loading rows as f32 -----------------------------------------------------------------
-
-// `count` elements of a f32 or bf16 tensor starting at element `offset`, as f32.
-DSA_CPU_MULTIVERSION void load_row(const TensorView& tensor, int64_t offset, int64_t count, float* out) {
-    if (tensor.dtype == DType::bf16) {
-        const uint16_t* source = tensor.as<const uint16_t>() + offset;
-        for (int64_t i = 0; i < count; ++i) out[i] = bf16_to_float(source[i]);
-    } else {
-        std::memcpy(out, tensor.as<const float>() + offset, static_cast<size_t>(count) * sizeof(float));
-    }
-}
-
-float load_element(const TensorView& tensor, int64_t offset) {
-    return tensor.dtype == DType::bf16 ? bf16_to_float(tensor.as<const uint16_t>()[offset])
-                                       : tensor.as<const float>()[offset];
-}
-
-// Keys of `count` entries, transposed: out[d * kTile + j] = key(tokens[j])[d] for d < dim, with
-// columns count .. round_up(count, 8) zero. `head_offset` selects a kv head inside a token.
-void gather_transposed(const TensorView& keys, int64_t head_offset, const int32_t* tokens, int64_t count,
-                       int64_t dim, float* row_buffer, float* out) {
-    for (int64_t j = 0; j < count; ++j) {
-        load_row(keys, tokens[j] * keys.strides[0] + head_offset, dim, row_buffer);
-        for (int64_t d = 0; d < dim; ++d) out[d * kTile + j] = row_buffer[d];
-    }
-    for (int64_t d = 0; d < dim; ++d) std::fill(out + d * kTile + count, out + d * kTile + round_up(count, 8), 0.0f);
-}
-
-// ---- Small vector steps (auto-vectorised) ------------------------------------------------
 
 // logits[j] = sum over heads h, in order, of w[h] * ReLU(u[h * kTile + j]), j < width.
 DSA_CPU_MULTIVERSION void student_logits(const float* u, const float* w, int64_t heads, int64_t width, float* logits) {
@@ -218,44 +37,61 @@ DSA_CPU_MULTIVERSION void student_logits(const float* u, const float* w, int64_t
     }
 }
 
-// For each head: d_w[h] += sum_j g[j] ReLU(u[h, j]); grad[h, j] = g[j] w[h] [u[h, j] > 0].
-DSA_CPU_MULTIVERSION void student_gradient(const float* u, const float* w, const float* g, int64_t heads,
-                                           int64_t width, float* d_w, float* grad) {
+// For each head: d_w[h] += sum_j g[j] ReLU(u[h, j]); grad[h, j] = g[j] w[h] [u[h, j] > 0]
+// (width a multiple of 8). The sum runs in 8 lanes (j mod 8), then the lanes in order.
+using StudentGradient = void (*)(const float* u, const float* w, const float* g, int64_t heads, int64_t width,
+                                 float* d_w, float* grad);
+
+void student_gradient_portable(const float* u, const float* w, const float* g, int64_t heads, int64_t width,
+                               float* d_w, float* grad) {
     for (int64_t h = 0; h < heads; ++h) {
         const float* row = u + h * kTile;
-        float* out = grad + h * kTile;
-        float sum = 0.0f;
+        float lanes[8] = {};
         for (int64_t j = 0; j < width; ++j) {
-            sum += g[j] * (row[j] < 0.0f ? 0.0f : row[j]);
-            out[j] = row[j] > 0.0f ? g[j] * w[h] : 0.0f;
+            lanes[j % 8] += g[j] * (row[j] < 0.0f ? 0.0f : row[j]);
+            grad[h * kTile + j] = row[j] > 0.0f ? g[j] * w[h] : 0.0f;
         }
+        float sum = 0.0f;
+        for (float lane : lanes) sum += lane;
         d_w[h] += sum;
     }
 }
 
-DSA_CPU_MULTIVERSION void scale_values(float* values, int64_t count, float factor) {
-    for (int64_t i = 0; i < count; ++i) values[i] *= factor;
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) void student_gradient_avx2(const float* u, const float* w, const float* g,
+                                                               int64_t heads, int64_t width, float* d_w, float* grad) {
+    const __m256 zero = _mm256_setzero_ps();
+    for (int64_t h = 0; h < heads; ++h) {
+        const __m256 weight = _mm256_broadcast_ss(w + h);
+        __m256 lanes = zero;
+        for (int64_t j = 0; j < width; j += 8) {
+            const __m256 value = _mm256_loadu_ps(u + h * kTile + j), factor = _mm256_loadu_ps(g + j);
+            lanes = _mm256_fmadd_ps(factor, _mm256_max_ps(zero, value), lanes);  // MAXPS keeps a NaN u
+            const __m256 positive = _mm256_cmp_ps(value, zero, _CMP_GT_OQ);
+            _mm256_storeu_ps(grad + h * kTile + j, _mm256_and_ps(positive, _mm256_mul_ps(factor, weight)));
+        }
+        alignas(32) float values[8];
+        _mm256_store_ps(values, lanes);
+        float sum = 0.0f;
+        for (float lane : values) sum += lane;
+        d_w[h] += sum;
+    }
 }
+#endif
 
-DSA_CPU_MULTIVERSION void add_values(const float* source, int64_t count, float* target) {
-    for (int64_t i = 0; i < count; ++i) target[i] += source[i];
-}
-
-// A running log-sum-exp: folds scale * x[j], j < count, into (max, sum).
-void update_log_sum_exp(const Kernels& k, const float* x, int64_t count, float scale, float& max, float& sum) {
-    float tile_max = kMinusInfinity;
-    for (int64_t j = 0; j < count; ++j) tile_max = std::max(tile_max, scale * x[j]);
-    const float next = std::max(max, tile_max);
-    if (next == kMinusInfinity) return;
-    sum = (max == kMinusInfinity ? 0.0f : sum * std::exp(max - next)) + k.exp_sum(x, count, scale, next);
-    max = next;
+StudentGradient choose_student_gradient() {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return student_gradient_avx2;
+#endif
+    return student_gradient_portable;
 }
 
 // ---- One row ---------------------------------------------------------------------------------
 
 struct Scratch {
     std::vector<int32_t> entries;
-    std::vector<float> q, w, teacher_q, keys_t, key_rows, teacher_keys_t, row_buffer, u, z, grad, grad_t, d_q, d_w;
+    std::vector<float> q, w, teacher_q, keys_t, key_rows, teacher_keys_t, teacher_key_rows, u, z, grad, grad_t, d_q, d_w;
     std::vector<float> teacher_max, teacher_sum, teacher_lse;
     float logits[kTile], probs[kTile], student[kTile], g[kTile];
     float student_lse = 0.0f;   // of the current row, from the first pass
@@ -272,18 +108,16 @@ class RowLoss {
 public:
     explicit RowLoss(const IndexerLossProblem& p)
         : p_(p),
-          k_(kernels()),
+          k_(training_kernels()),
+          student_gradient_(choose_student_gradient()),
           padded_dim_(round_up(p.dim, 8)),
           group_heads_(p.has_teacher_probs ? 0 : p.teacher_heads / p.teacher_kv_heads) {}
-
-    int64_t padded_dim() const { return padded_dim_; }
 
     void allocate(Scratch& s) const {
         s.q.assign(static_cast<size_t>(p_.heads * padded_dim_), 0.0f);
         s.w.resize(static_cast<size_t>(p_.heads));
-        s.keys_t.resize(static_cast<size_t>(p_.dim * kTile));
+        s.keys_t.resize(static_cast<size_t>(padded_dim_ * kTile));
         s.key_rows.assign(static_cast<size_t>(kTile * padded_dim_), 0.0f);
-        s.row_buffer.resize(static_cast<size_t>(std::max(p_.dim, p_.teacher_dim)));
         s.u.resize(static_cast<size_t>(p_.heads * kTile));
         s.grad.resize(static_cast<size_t>(p_.heads * kTile));
         s.grad_t.resize(static_cast<size_t>(kTile * p_.heads));
@@ -291,7 +125,8 @@ public:
         s.d_w.resize(static_cast<size_t>(p_.heads));
         if (!p_.has_teacher_probs) {
             s.teacher_q.resize(static_cast<size_t>(p_.teacher_heads * p_.teacher_dim));
-            s.teacher_keys_t.resize(static_cast<size_t>(p_.teacher_dim * kTile));
+            s.teacher_keys_t.resize(static_cast<size_t>(round_up(p_.teacher_dim, 8) * kTile));
+            s.teacher_key_rows.assign(static_cast<size_t>(kTile * round_up(p_.teacher_dim, 8)), 0.0f);
             s.z.resize(static_cast<size_t>(group_heads_ * kTile));
             s.teacher_max.resize(static_cast<size_t>(p_.teacher_heads));
             s.teacher_sum.resize(static_cast<size_t>(p_.teacher_heads));
@@ -333,13 +168,9 @@ private:
     }
 
     // Student u (into s.u) and logits (into s.logits) of the tile's entries.
-    void score_student(const int32_t* tokens, int64_t count, Scratch& s, bool with_rows) const {
+    void score_student(const int32_t* tokens, int64_t count, Scratch& s) const {
         const int64_t width = round_up(count, 8);
-        gather_transposed(p_.index_k, 0, tokens, count, p_.dim, s.row_buffer.data(), s.keys_t.data());
-        if (with_rows) {
-            for (int64_t j = 0; j < count; ++j)
-                load_row(p_.index_k, tokens[j] * p_.index_k.strides[0], p_.dim, s.key_rows.data() + j * padded_dim_);
-        }
+        gather_entries(p_.index_k, 0, tokens, count, p_.dim, s.key_rows.data(), s.keys_t.data());
         k_.gemm(s.q.data(), padded_dim_, s.keys_t.data(), kTile, s.u.data(), kTile, p_.heads, width, p_.dim, false);
         student_logits(s.u.data(), s.w.data(), p_.heads, width, s.logits);
     }
@@ -347,8 +178,8 @@ private:
     // Teacher logits of kv head `group` for the tile (into s.z, unscaled q.k).
     void score_teacher(const int32_t* tokens, int64_t count, int64_t group, Scratch& s) const {
         const int64_t head_offset = p_.teacher_k.ndim == 3 ? group * p_.teacher_k.strides[1] : 0;
-        gather_transposed(p_.teacher_k, head_offset, tokens, count, p_.teacher_dim, s.row_buffer.data(),
-                          s.teacher_keys_t.data());
+        gather_entries(p_.teacher_k, head_offset, tokens, count, p_.teacher_dim, s.teacher_key_rows.data(),
+                       s.teacher_keys_t.data());
         k_.gemm(s.teacher_q.data() + group * group_heads_ * p_.teacher_dim, p_.teacher_dim, s.teacher_keys_t.data(),
                 kTile, s.z.data(), kTile, group_heads_, round_up(count, 8), p_.teacher_dim, false);
     }
@@ -368,7 +199,7 @@ private:
         for (int64_t start = 0; start < count; start += kTile) {
             const int64_t tile = std::min(kTile, count - start);
             const int32_t* tokens = s.entries.data() + start;
-            score_student(tokens, tile, s, false);
+            score_student(tokens, tile, s);
             update_log_sum_exp(k_, s.logits, tile, 1.0f, student_max, student_sum);
             if (p_.has_teacher_probs) {
                 for (int64_t j = 0; j < tile; ++j) {
@@ -424,7 +255,7 @@ private:
         for (int64_t start = 0; start < count; start += kTile) {
             const int64_t tile = std::min(kTile, count - start), width = round_up(tile, 8);
             const int32_t* tokens = s.entries.data() + start;
-            score_student(tokens, tile, s, p_.has_d_index_q);
+            score_student(tokens, tile, s);
             teacher_probs(t, tokens, tile, s);
             std::fill(s.student, s.student + kTile, 0.0f);
             k_.exp_add(s.logits, tile, 1.0f, s.student_lse, s.student);
@@ -435,7 +266,7 @@ private:
             }
             std::fill(s.g + tile, s.g + kTile, 0.0f);
             if (!gradients) continue;
-            student_gradient(s.u.data(), s.w.data(), s.g, p_.heads, width, s.d_w.data(), s.grad.data());
+            student_gradient_(s.u.data(), s.w.data(), s.g, p_.heads, width, s.d_w.data(), s.grad.data());
             if (p_.has_d_index_q)
                 k_.gemm(s.grad.data(), kTile, s.key_rows.data(), padded_dim_, s.d_q.data(), padded_dim_, p_.heads,
                         padded_dim_, tile, true);
@@ -460,112 +291,40 @@ private:
     }
 
     const IndexerLossProblem& p_;
-    const Kernels& k_;
+    const TrainingKernels& k_;
+    const StudentGradient student_gradient_;
     const int64_t padded_dim_, group_heads_;
 };
-
-// ---- Panels and the dk reduction -------------------------------------------------------
-
-// Consecutive rows whose dk contributions fit the panel budget (at least one row each).
-std::vector<int64_t> panel_starts(const std::vector<int64_t>& counts, int64_t entry_bytes) {
-    std::vector<int64_t> starts{0};
-    int64_t bytes = 0;
-    for (size_t t = 0; t < counts.size(); ++t) {
-        const int64_t row_bytes = counts[t] * entry_bytes;
-        if (bytes > 0 && bytes + row_bytes > kPanelBytes) {
-            starts.push_back(static_cast<int64_t>(t));
-            bytes = 0;
-        }
-        bytes += row_bytes;
-    }
-    starts.push_back(static_cast<int64_t>(counts.size()));
-    return starts;
-}
-
-// Adds the active rows' contributions of a panel to d_index_k, each token's in (row, entry)
-// order: a counting sort of the panel's entries by token, then one task per block of tokens.
-// Entry e of the panel (counted from its first row) has its token at tokens[e] and its
-// contribution at contributions[e * padded_dim].
-void reduce_panel(Context& context, const IndexerLossProblem& p, int64_t padded_dim, int64_t first_row,
-                  int64_t last_row, const std::vector<int64_t>& offsets, const std::vector<uint8_t>& active,
-                  const float* contributions, const int32_t* tokens, std::vector<int64_t>& token_starts,
-                  std::vector<int64_t>& order) {
-    const int64_t base = offsets[first_row];
-    std::fill(token_starts.begin(), token_starts.end(), 0);
-    for (int64_t t = first_row; t < last_row; ++t)
-        if (active[t])
-            for (int64_t e = offsets[t] - base; e < offsets[t + 1] - base; ++e) ++token_starts[tokens[e] + 1];
-    for (int64_t s = 0; s < p.tokens; ++s) token_starts[s + 1] += token_starts[s];
-    std::vector<int64_t> next(token_starts.begin(), token_starts.end() - 1);
-    for (int64_t t = first_row; t < last_row; ++t)
-        if (active[t])
-            for (int64_t e = offsets[t] - base; e < offsets[t + 1] - base; ++e) order[next[tokens[e]]++] = e;
-    context.pool().parallel_for(p.tokens, kReduceTokens, [&](int64_t begin, int64_t end) {
-        for (int64_t s = begin; s < end; ++s) {
-            float* target = p.d_index_k.as<float>() + s * p.d_index_k.strides[0];
-            for (int64_t i = token_starts[s]; i < token_starts[s + 1]; ++i)
-                add_values(contributions + order[i] * padded_dim, p.dim, target);
-        }
-    });
-}
 
 }  // namespace
 
 void indexer_loss(Context& context, const IndexerLossProblem& p) {
     if (!p.has_loss && !p.has_row_loss && !p.wants_gradients()) return;
     const RowLoss row_loss(p);
-    const int64_t padded_dim = row_loss.padded_dim();
-    // Entries per row, their offsets, and the panels.
-    std::vector<int64_t> counts(static_cast<size_t>(p.rows));
-    context.pool().parallel_for(p.rows, 256, [&](int64_t begin, int64_t end) {
-        std::vector<int32_t> entries;
-        for (int64_t t = begin; t < end; ++t) {
-            p.entries(t, entries);
-            counts[t] = static_cast<int64_t>(entries.size());
-        }
-    });
-    std::vector<int64_t> offsets(static_cast<size_t>(p.rows + 1), 0);
-    for (int64_t t = 0; t < p.rows; ++t) offsets[t + 1] = offsets[t] + counts[t];
-    // Without d_index_k nothing is kept per entry but its token: one panel.
-    const std::vector<int64_t> starts =
-        panel_starts(counts, p.has_d_index_k ? padded_dim * static_cast<int64_t>(sizeof(float)) : 0);
-    int64_t panel_entries = 0;
-    for (size_t i = 0; i + 1 < starts.size(); ++i)
-        panel_entries = std::max(panel_entries, offsets[starts[i + 1]] - offsets[starts[i]]);
-
-    std::vector<float> contributions;
-    std::vector<int32_t> tokens;
-    std::vector<int64_t> token_starts, order;
-    if (p.has_d_index_k) {
-        contributions.resize(static_cast<size_t>(panel_entries * padded_dim));
-        tokens.resize(static_cast<size_t>(panel_entries));
-        token_starts.resize(static_cast<size_t>(p.tokens + 1));
-        order.resize(static_cast<size_t>(panel_entries));
-        for (int64_t s = 0; s < p.tokens; ++s)
-            std::fill_n(p.d_index_k.as<float>() + s * p.d_index_k.strides[0], p.dim, 0.0f);
-    }
+    const std::vector<int64_t> counts = entry_counts(context, p);
     std::vector<double> kl(static_cast<size_t>(p.rows), 0.0);
     std::vector<uint8_t> active(static_cast<size_t>(p.rows), 0);
-
-    for (size_t panel = 0; panel + 1 < starts.size(); ++panel) {
-        const int64_t first = starts[panel], last = starts[panel + 1];
-        context.pool().parallel_for(last - first, 1, [&](int64_t begin, int64_t end) {
-            Scratch scratch;
-            row_loss.allocate(scratch);
-            for (int64_t i = begin; i < end; ++i) {
-                const int64_t t = first + i;
-                const int64_t entry = offsets[t] - offsets[first];
-                const RowOutcome outcome =
-                    p.has_d_index_k
-                        ? row_loss.run(t, scratch, contributions.data() + entry * padded_dim, tokens.data() + entry)
-                        : row_loss.run(t, scratch, nullptr, nullptr);
-                kl[t] = outcome.kl;
-                active[t] = outcome.active;
-            }
-        });
-        if (p.has_d_index_k)
-            reduce_panel(context, p, padded_dim, first, last, offsets, active, contributions.data(), tokens.data(),
-                         token_starts, order);
+    // Rows [begin, end); with a panel, their dk contributions go there.
+    auto run_rows = [&](int64_t begin, int64_t end, const TokenReduction::Panel* panel) {
+        Scratch scratch;
+        row_loss.allocate(scratch);
+        for (int64_t t = begin; t < end; ++t) {
+            const RowOutcome outcome = panel ? row_loss.run(t, scratch, panel->contribution(t), panel->token(t))
+                                             : row_loss.run(t, scratch, nullptr, nullptr);
+            kl[t] = outcome.kl;
+            active[t] = outcome.active;
+        }
+    };
+    if (p.has_d_index_k) {
+        const int64_t longest = p.rows > 0 ? *std::max_element(counts.begin(), counts.end()) : 0;
+        const int64_t capacity = TokenReduction::panel_entries(context, p.rows, longest, p.dim);
+        TokenReduction reduction(capacity, p.dim, p.tokens, nullptr);
+        reduction.run(context, counts, active, p.d_index_k,
+                      [&](int64_t begin, int64_t end, const TokenReduction::Panel& panel) {
+                          run_rows(begin, end, &panel);
+                      });
+    } else {
+        context.pool().parallel_for(p.rows, 1, [&](int64_t begin, int64_t end) { run_rows(begin, end, nullptr); });
     }
 
     // g carries coeff / N_active: applied once, to every gradient.

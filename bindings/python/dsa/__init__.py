@@ -10,12 +10,13 @@ Failures raise DsaError with libdsa's status code and message.
 """
 from ._context import Context, Device, IndexerLoss
 from ._library import (
-    ABI_MAJOR, DsaError, DType, DeviceType, IndexerLossMode, ScaleFormat, Status, TopkOrder, lib, status_string,
+    ABI_MAJOR, DsaError, DType, DeviceType, IndexerLossMode, ScaleFormat, SparseAttentionBackwardMode, Status, TopkOrder,
+    lib, status_string,
 )
 
 __all__ = [
     "ABI_MAJOR", "Context", "Device", "DeviceType", "DsaError", "DType", "IndexerLoss", "IndexerLossMode",
-    "ScaleFormat", "Status", "TopkOrder", "build_info", "status_string", "version", "version_string",
+    "ScaleFormat", "SparseAttentionBackwardMode", "Status", "TopkOrder", "build_info", "status_string", "version", "version_string",
 ]
 
 

@@ -10,7 +10,8 @@ import ctypes
 from . import _arrays
 from ._library import (
     ContextOptions, DeviceType, DsaError, DType, HadamardParams, IndexerLossMode, IndexerLossParams, IndexerParams,
-    QuantizeFp8Params, ScaleFormat, SparseAttentionParams, Status, TopkOrder, TopkParams, check, lib,
+    QuantizeFp8Params, ScaleFormat, SparseAttentionBackwardMode, SparseAttentionBackwardParams, SparseAttentionParams,
+    Status, TopkOrder, TopkParams, check, lib,
 )
 
 Device = collections.namedtuple("Device", ["type", "id"])
@@ -420,3 +421,47 @@ class Context:
                    ("teacher_k", teacher_k, False), ("teacher_probs", teacher_probs, False)]
                   + [(name, array, True) for name, array in zip(IndexerLoss._fields, outputs)], stream)
         return outputs
+
+    def _backward_params(self, scale, d_v, mode):
+        if isinstance(mode, str):
+            mode = SparseAttentionBackwardMode[mode.upper()]
+        return _params(SparseAttentionBackwardParams, lib.dsa_sparse_attention_backward_params_init, scale=scale, d_v=d_v,
+                       mode=mode)
+
+    def sparse_attention_backward_workspace_size(self, num_queries, topk, num_tokens, d_qk, *, scale=None, d_v=None,
+                                                 mode=None):
+        """Scratch bytes sparse_attention_backward needs for num_queries rows of topk indices over
+        num_tokens KV rows of d_qk values (dsa_sparse_attention_backward_workspace_size)."""
+        params = self._backward_params(scale, d_v, mode)
+        size = ctypes.c_size_t()
+        check(lib.dsa_sparse_attention_backward_workspace_size(self._handle, ctypes.byref(params), num_queries, topk,
+                                                               num_tokens, d_qk, ctypes.byref(size)))
+        return size.value
+
+    def sparse_attention_backward(self, q, kv, indices, out, lse, dout, attn_sink=None, topk_length=None, *, scale,
+                                  d_v=None, mode=None, dq_dtype="float32", d_attn_sink=None, grads=None,
+                                  workspace=None, stream=None):
+        """Backward pass of sparse_attention (dsa_sparse_attention_backward): from q [S_q, H_q, d_qk]
+        and kv [S_kv, d_qk] (bf16 or f32), indices int32 [S_q, k], the forward's out and lse, dout
+        [S_q, H_q, d_v], and the optional attn_sink f32 [H_q] and topk_length int32 [S_q]. scale is
+        required; d_v defaults to 512; mode: SparseAttentionBackwardMode, or "deterministic" /
+        "fast".
+
+        Returns (dq, dkv): dq [S_q, H_q, d_qk] of dq_dtype ("float32" or "bfloat16") and dkv f32
+        [S_kv, d_qk], allocated like q unless grads=(dq, dkv) is given; then d_attn_sink f32 [H_q]
+        too when d_attn_sink is True (allocated; needs attn_sink) or an array.
+        """
+        params = self._backward_params(scale, d_v, mode)
+        q_shape = _shape(_arrays.view("q", q, stream=stream)[0])
+        if grads is None:
+            grads = (_arrays.empty(q, q_shape, dq_dtype),
+                     _arrays.empty(q, _shape(_arrays.view("kv", kv, stream=stream)[0]), "float32"))
+        dq, dkv = grads
+        sink_grad = _optional_output(d_attn_sink, lambda: _arrays.empty(q, q_shape[1:2], "float32"))
+        scratch, _keep_alive = self._workspace(workspace, stream)
+        self._run(lib.dsa_sparse_attention_backward, params,
+                  [("q", q, False), ("kv", kv, False), ("indices", indices, False), ("attn_sink", attn_sink, False),
+                   ("topk_length", topk_length, False), ("out", out, False), ("lse", lse, False),
+                   ("dout", dout, False), ("dq", dq, True), ("dkv", dkv, True), ("d_attn_sink", sink_grad, True)],
+                  stream, scratch)
+        return (dq, dkv) if sink_grad is None else (dq, dkv, sink_grad)

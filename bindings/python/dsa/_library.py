@@ -71,6 +71,13 @@ class IndexerLossMode(enum.IntEnum):
     SPARSE = 1
 
 
+class SparseAttentionBackwardMode(enum.IntEnum):
+    """How Context.sparse_attention_backward reduces dkv (DSA_SPARSE_ATTENTION_BACKWARD_*)."""
+
+    DETERMINISTIC = 0
+    FAST = 1
+
+
 class Tensor(ctypes.Structure):
     _fields_ = [
         ("data", c_void_p),
@@ -142,6 +149,15 @@ class IndexerLossParams(ctypes.Structure):
     ]
 
 
+class SparseAttentionBackwardParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_uint32),
+        ("scale", c_float),
+        ("d_v", c_int32),
+        ("mode", c_uint32),
+    ]
+
+
 #: Every struct of dsa.h by its C tag (the layout test compares them with the C compiler's).
 STRUCTS = {
     "dsa_tensor": Tensor,
@@ -152,6 +168,7 @@ STRUCTS = {
     "dsa_indexer_params": IndexerParams,
     "dsa_sparse_attention_params": SparseAttentionParams,
     "dsa_indexer_loss_params": IndexerLossParams,
+    "dsa_sparse_attention_backward_params": SparseAttentionBackwardParams,
 }
 
 _status = c_int32
@@ -224,6 +241,13 @@ PROTOTYPES = {
     ),
     "dsa_indexer_loss_params_init": (_status, [POINTER(IndexerLossParams)]),
     "dsa_indexer_loss": (_status, [_context, POINTER(IndexerLossParams)] + [_tensor] * 14 + [_stream]),
+    "dsa_sparse_attention_backward_params_init": (_status, [POINTER(SparseAttentionBackwardParams)]),
+    "dsa_sparse_attention_backward_workspace_size": (
+        _status, [_context, POINTER(SparseAttentionBackwardParams), c_int64, c_int64, c_int64, c_int64, POINTER(c_size_t)],
+    ),
+    "dsa_sparse_attention_backward": (
+        _status, [_context, POINTER(SparseAttentionBackwardParams)] + [_tensor] * 11 + [c_void_p, c_size_t, _stream],
+    ),
 }
 
 

@@ -110,3 +110,56 @@ def test_indexer_loss_errors_name_the_argument(context, rng):
         context.indexer_loss(q, k, w, ks, ke, indices=numpy.zeros((2, 3), numpy.int32), mode="sparse",
                              teacher_probs=numpy.ones((2, 5), numpy.float32))
     assert failure.value.code == dsa.Status.SHAPE_MISMATCH and failure.value.message.startswith("teacher_probs")
+
+
+def reference_attention_backward(q, kv, indices, sink, out, lse, dout, scale, d_v):
+    """DSA_SPEC section 8.2 in float64, one row at a time (invalid indices skipped; a row whose
+    lse is +inf contributes nothing): (dq, dkv, d_attn_sink)."""
+    q, kv, out, dout = (numpy.asarray(a, numpy.float64) for a in (q, kv, out, dout))
+    dq, dkv, d_sink = numpy.zeros_like(q), numpy.zeros_like(kv), numpy.zeros(q.shape[1])
+    for t, row in enumerate(indices):
+        tokens = row[(row >= 0) & (row < len(kv))]
+        if len(tokens) == 0 or numpy.isinf(lse[t]).all():
+            continue
+        normaliser = numpy.logaddexp(lse[t].astype(numpy.float64), sink)  # [H]
+        p = numpy.exp(scale * q[t] @ kv[tokens].T - normaliser[:, None])  # [H, n]
+        D = numpy.sum(dout[t] * out[t], axis=1)
+        dz = p * (dout[t] @ kv[tokens, :d_v].T - D[:, None])
+        dq[t] = scale * dz @ kv[tokens]
+        contribution = scale * dz.T @ q[t]
+        contribution[:, :d_v] += p.T @ dout[t]
+        numpy.add.at(dkv, tokens, contribution)
+        d_sink -= numpy.exp(sink - normaliser) * D
+    return dq, dkv, d_sink
+
+
+def test_sparse_attention_backward_of_the_library_forward(context, rng):
+    rows, heads, d_qk, d_v, tokens, k, scale = 6, 8, 72, 64, 50, 20, 0.15
+    q = rng.standard_normal((rows, heads, d_qk)).astype(BF16)
+    kv = rng.standard_normal((tokens, d_qk)).astype(BF16)
+    indices = rng.integers(-3, tokens + 3, (rows, k)).astype(numpy.int32)
+    indices[2] = -1  # a row without a valid index
+    sink = rng.standard_normal(heads).astype(numpy.float32)
+    out, lse = context.sparse_attention(q, kv, indices, sink, scale=scale, d_v=d_v)
+    dout = rng.standard_normal((rows, heads, d_v)).astype(numpy.float32)
+    want = reference_attention_backward(q.astype(numpy.float32), kv.astype(numpy.float32), indices, sink,
+                                        out.astype(numpy.float32), lse, dout, scale, d_v)
+    size = context.sparse_attention_backward_workspace_size(rows, k, tokens, d_qk, scale=scale, d_v=d_v)
+    workspace = numpy.zeros(size // 8 + 1, numpy.int64)
+    dq, dkv, d_sink = context.sparse_attention_backward(q, kv, indices, out, lse, dout, sink, scale=scale, d_v=d_v,
+                                                        mode="fast", d_attn_sink=True, workspace=workspace)
+    assert dq.dtype == numpy.float32 and dkv.shape == (tokens, d_qk) and d_sink.shape == (heads,)
+    for name, value, expected in zip(("dq", "dkv", "d_attn_sink"), (dq, dkv, d_sink), want):
+        numpy.testing.assert_allclose(value, expected, rtol=2e-4, atol=2e-4 * numpy.abs(expected).max(), err_msg=name)
+    assert (dq[2] == 0).all()
+    # bf16 dq is the f32 one rounded; no sink means no sink gradient.
+    dq16, dkv16 = context.sparse_attention_backward(q, kv, indices, out, lse, dout, sink, scale=scale, d_v=d_v,
+                                                    dq_dtype="bfloat16")
+    numpy.testing.assert_array_equal(dq16, dq.astype(BF16))
+    numpy.testing.assert_array_equal(dkv16, dkv)
+    with pytest.raises(dsa.DsaError) as failure:
+        context.sparse_attention_backward(q, kv, indices, out, lse, dout, scale=scale, d_v=d_v, d_attn_sink=True)
+    assert failure.value.code == dsa.Status.INVALID_ARGUMENT and failure.value.message.startswith("d_attn_sink")
+    with pytest.raises(dsa.DsaError) as failure:
+        context.sparse_attention_backward(q, kv, indices, out, lse, dout, scale=scale, d_v=16)
+    assert failure.value.code == dsa.Status.SHAPE_MISMATCH and failure.value.message.startswith("out")

@@ -32,6 +32,8 @@ pub const DSA_TOPK_ORDER_SCORE: i32 = 1;
 pub const DSA_TOPK_ORDER_INDEX: i32 = 2;
 pub const DSA_INDEXER_LOSS_DENSE: i32 = 0;
 pub const DSA_INDEXER_LOSS_SPARSE: i32 = 1;
+pub const DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC: i32 = 0;
+pub const DSA_SPARSE_ATTENTION_BACKWARD_FAST: i32 = 1;
 pub type __int32_t = ::std::os::raw::c_int;
 pub type __uint32_t = ::std::os::raw::c_uint;
 pub type __int64_t = ::std::os::raw::c_long;
@@ -1409,8 +1411,10 @@ extern "C" {
     #[doc = "            may be NULL (not computed), last dimension contiguous; outputs must not overlap"]
     #[doc = "            each other or any input. With every output NULL the call validates and returns."]
     #[doc = "  T, S >= 0; H_I, D_I, H_q, d >= 1. On the CPU, results are bitwise identical for any thread"]
-    #[doc = "  count; the call allocates host scratch of about max(32 MiB, 4 * D_I * (the longest set)) bytes"]
-    #[doc = "  for the d_index_k reduction, plus O(T + S). params may be NULL only with teacher_probs"]
+    #[doc = "  count. With d_index_k the call allocates host scratch for its reduction: 4 * D_I bytes per"]
+    #[doc = "  entry of a panel of rows holding about 32 MiB, at least two rows per CPU thread (so long"]
+    #[doc = "  dense rows need 8 * threads * D_I * S bytes), never more than all the entries need; plus"]
+    #[doc = "  O(T + S) besides. params may be NULL only with teacher_probs"]
     #[doc = "  (teacher_scale has no default)."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown"]
     #[doc = "  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;"]
@@ -1438,6 +1442,196 @@ extern "C" {
         d_index_q: *const dsa_tensor_t,
         d_index_k: *const dsa_tensor_t,
         d_weights: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
+#[doc = " How dsa_sparse_attention_backward reduces dkv, a scatter over tokens that many queries"]
+#[doc = "  select."]
+pub type dsa_sparse_attention_backward_mode_t = u32;
+#[doc = " Parameters of dsa_sparse_attention_backward."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct dsa_sparse_attention_backward_params {
+    #[doc = "< sizeof(dsa_sparse_attention_backward_params_t)"]
+    pub struct_size: u32,
+    #[doc = "< the forward's softmax scale. REQUIRED: the init"]
+    #[doc = "function sets 0, which is rejected; any finite"]
+    #[doc = "non-zero value"]
+    pub scale: f32,
+    #[doc = "< the forward's value width; default 512;"]
+    #[doc = "1 <= d_v <= d_qk"]
+    pub d_v: i32,
+    #[doc = "< default"]
+    #[doc = "DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC"]
+    pub mode: dsa_sparse_attention_backward_mode_t,
+}
+#[test]
+fn bindgen_test_layout_dsa_sparse_attention_backward_params() {
+    assert_eq!(
+        ::std::mem::size_of::<dsa_sparse_attention_backward_params>(),
+        16usize,
+        concat!(
+            "Size of: ",
+            stringify!(dsa_sparse_attention_backward_params)
+        )
+    );
+    assert_eq!(
+        ::std::mem::align_of::<dsa_sparse_attention_backward_params>(),
+        4usize,
+        concat!(
+            "Alignment of ",
+            stringify!(dsa_sparse_attention_backward_params)
+        )
+    );
+    fn test_field_struct_size() {
+        assert_eq!(
+            unsafe {
+                let uninit =
+                    ::std::mem::MaybeUninit::<dsa_sparse_attention_backward_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).struct_size) as usize - ptr as usize
+            },
+            0usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_backward_params),
+                "::",
+                stringify!(struct_size)
+            )
+        );
+    }
+    test_field_struct_size();
+    fn test_field_scale() {
+        assert_eq!(
+            unsafe {
+                let uninit =
+                    ::std::mem::MaybeUninit::<dsa_sparse_attention_backward_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).scale) as usize - ptr as usize
+            },
+            4usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_backward_params),
+                "::",
+                stringify!(scale)
+            )
+        );
+    }
+    test_field_scale();
+    fn test_field_d_v() {
+        assert_eq!(
+            unsafe {
+                let uninit =
+                    ::std::mem::MaybeUninit::<dsa_sparse_attention_backward_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).d_v) as usize - ptr as usize
+            },
+            8usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_backward_params),
+                "::",
+                stringify!(d_v)
+            )
+        );
+    }
+    test_field_d_v();
+    fn test_field_mode() {
+        assert_eq!(
+            unsafe {
+                let uninit =
+                    ::std::mem::MaybeUninit::<dsa_sparse_attention_backward_params>::uninit();
+                let ptr = uninit.as_ptr();
+                ::std::ptr::addr_of!((*ptr).mode) as usize - ptr as usize
+            },
+            12usize,
+            concat!(
+                "Offset of field: ",
+                stringify!(dsa_sparse_attention_backward_params),
+                "::",
+                stringify!(mode)
+            )
+        );
+    }
+    test_field_mode();
+}
+#[doc = " Parameters of dsa_sparse_attention_backward."]
+pub type dsa_sparse_attention_backward_params_t = dsa_sparse_attention_backward_params;
+extern "C" {
+    #[doc = " Fills *params with the defaults above (scale 0, which must be replaced). Returns"]
+    #[doc = "  DSA_STATUS_INVALID_ARGUMENT if params is NULL."]
+    pub fn dsa_sparse_attention_backward_params_init(
+        params: *mut dsa_sparse_attention_backward_params_t,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Writes to *bytes the scratch memory dsa_sparse_attention_backward needs on the context's"]
+    #[doc = "  device for num_queries query rows of topk indices each over num_tokens KV rows of d_qk"]
+    #[doc = "  values, with params->mode (params NULL: the defaults). Passing that much (or more) as"]
+    #[doc = "  `workspace` makes the call allocate no large buffer. Returns DSA_STATUS_INVALID_ARGUMENT for"]
+    #[doc = "  a NULL context or bytes, negative counts, or a bad params struct."]
+    pub fn dsa_sparse_attention_backward_workspace_size(
+        context: *const dsa_context_t,
+        params: *const dsa_sparse_attention_backward_params_t,
+        num_queries: i64,
+        topk: i64,
+        num_tokens: i64,
+        d_qk: i64,
+        bytes: *mut usize,
+    ) -> dsa_status_t;
+}
+extern "C" {
+    #[doc = " Backward pass of dsa_sparse_attention, prefill form (DSA_SPEC section 8.2). For query row t,"]
+    #[doc = "  head h, and the row's valid indices s_j (as the forward: among the first topk_length[t]"]
+    #[doc = "  entries, 0 <= s_j < S_kv, a repeated index counting as many times as it appears):"]
+    #[doc = "      z[h,j]   = scale * q[t,h,:] . kv[s_j,:]"]
+    #[doc = "      L[t,h]   = log(exp(lse[t,h]) + exp(attn_sink[h]))   (lse[t,h] without attn_sink)"]
+    #[doc = "      P[h,j]   = exp(z[h,j] - L[t,h]),  D[t,h] = dout[t,h,:] . out[t,h,:]"]
+    #[doc = "      dZ[h,j]  = P[h,j] * (dout[t,h,:] . kv[s_j,:d_v] - D[t,h])"]
+    #[doc = "      dq[t,h,:]    = scale * sum_j dZ[h,j] kv[s_j,:]"]
+    #[doc = "      dkv[s,:]     = sum over (t,j) with s_j = s of scale * sum_h dZ[h,j] q[t,h,:]"]
+    #[doc = "                     + (first d_v dims) sum_h P[h,j] dout[t,h,:]"]
+    #[doc = "      d_attn_sink[h] = -sum_t exp(attn_sink[h] - L[t,h]) * D[t,h]"]
+    #[doc = "  lse and out are the forward's outputs (lse recomputes P; out gives D). A row whose lse is"]
+    #[doc = "  +inf (no valid index in the forward) or that has no valid index contributes nothing: zero"]
+    #[doc = "  dq, no dkv or d_attn_sink terms (never NaN). Products and sums run in f32."]
+    #[doc = "  Shapes: q [S_q, H_q, d_qk] and kv [S_kv, d_qk], bf16 or f32; indices i32 [S_q, k]; attn_sink"]
+    #[doc = "  f32 [H_q] or NULL; topk_length i32 [S_q] or NULL (clamped to [0, k]); out [S_q, H_q, d_v] and"]
+    #[doc = "  dout [S_q, H_q, d_v], bf16 or f32; lse f32 [S_q, H_q]. Each of q, kv, out, dout may have its"]
+    #[doc = "  own dtype."]
+    #[doc = "  Outputs (overwritten, never accumulated): dq [S_q, H_q, d_qk] f32 or bf16 (rounded to nearest"]
+    #[doc = "  even); dkv f32 [S_kv, d_qk] (rows no query selects are 0); d_attn_sink f32 [H_q], or NULL"]
+    #[doc = "  (it must be NULL without attn_sink)."]
+    #[doc = "  Layout: the last dimension of q, kv, indices, out, dout, dq and dkv must be contiguous; every"]
+    #[doc = "  other stride is free. Outputs must not overlap each other or any input."]
+    #[doc = "  mode: DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC gives bitwise identical results run to run"]
+    #[doc = "  (on the CPU also for any thread count); the CPU runs both modes deterministically."]
+    #[doc = "  workspace: NULL (the call allocates host scratch for itself) or at least"]
+    #[doc = "  dsa_sparse_attention_backward_workspace_size bytes for these shapes, aligned to 16 bytes."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not"]
+    #[doc = "  finite, d_v outside [1, d_qk], unknown mode, bad struct_size, d_attn_sink without"]
+    #[doc = "  attn_sink), DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,"]
+    #[doc = "  DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps, a misaligned workspace),"]
+    #[doc = "  DSA_STATUS_WORKSPACE_TOO_SMALL, DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this"]
+    #[doc = "  op is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message"]
+    #[doc = "  names the argument."]
+    pub fn dsa_sparse_attention_backward(
+        context: *mut dsa_context_t,
+        params: *const dsa_sparse_attention_backward_params_t,
+        q: *const dsa_tensor_t,
+        kv: *const dsa_tensor_t,
+        indices: *const dsa_tensor_t,
+        attn_sink: *const dsa_tensor_t,
+        topk_length: *const dsa_tensor_t,
+        out: *const dsa_tensor_t,
+        lse: *const dsa_tensor_t,
+        dout: *const dsa_tensor_t,
+        dq: *const dsa_tensor_t,
+        dkv: *const dsa_tensor_t,
+        d_attn_sink: *const dsa_tensor_t,
+        workspace: *mut ::std::os::raw::c_void,
+        workspace_bytes: usize,
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }

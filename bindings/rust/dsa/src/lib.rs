@@ -33,7 +33,7 @@ use std::os::raw::c_char;
 pub use context::{Context, ContextOptions, Device, Stream};
 pub use dsa_sys as sys;
 pub use error::{Error, Result, Status};
-pub use ops::{HadamardParams, IndexerLossMode, IndexerLossParams, IndexerParams, QuantizeFp8Params, ScaleFormat, SparseAttentionParams, TopkOrder, TopkParams, Workspace};
+pub use ops::{HadamardParams, IndexerLossMode, IndexerLossParams, IndexerParams, QuantizeFp8Params, ScaleFormat, SparseAttentionBackwardMode, SparseAttentionBackwardParams, SparseAttentionParams, TopkOrder, TopkParams, Workspace};
 pub use tensor::{Bf16, DType, Element, Fp8E4M3, TensorView, TensorViewMut, F16};
 
 /// The version of the header these bindings were generated from, as major * 10000 +

@@ -43,6 +43,33 @@ macro_rules! params {
     };
 }
 
+/// A C enum carried as an integer: a newtype with its named codes and the conversions to and
+/// from the integer (unknown codes pass through; libdsa rejects them by name).
+macro_rules! codes {
+    ($(#[$doc:meta])* $name:ident($repr:ty) { $($(#[$code_doc:meta])* $code:ident = $value:expr,)* }) => {
+        $(#[$doc])*
+        #[repr(transparent)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $name(pub $repr);
+
+        impl $name {
+            $($(#[$code_doc])* pub const $code: $name = $name($value as $repr);)*
+        }
+
+        impl From<$repr> for $name {
+            fn from(code: $repr) -> $name {
+                $name(code)
+            }
+        }
+
+        impl From<$name> for $repr {
+            fn from(value: $name) -> $repr {
+                value.0
+            }
+        }
+    };
+}
+
 /// A C params struct filled by its init function (which only fails for a NULL pointer).
 fn initialised<T>(init: unsafe extern "C" fn(*mut T) -> sys::dsa_status_t) -> T {
     let mut raw = std::mem::MaybeUninit::<T>::zeroed();
@@ -80,27 +107,13 @@ fn optional_mut(view: Option<&mut TensorViewMut>) -> *const sys::dsa_tensor_t {
     view.map_or(ptr::null(), |view| view.as_raw())
 }
 
-/// How FP8 block quantisation chooses a group's scale (`DSA_SCALE_FORMAT_*`).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ScaleFormat(pub i32);
-
-impl ScaleFormat {
-    /// s = amax / 448, any f32 value.
-    pub const F32: ScaleFormat = ScaleFormat(sys::DSA_SCALE_FORMAT_F32);
-    /// s = 2^ceil(log2(amax / 448)), an exact power of two (DeepSeek-V3.2).
-    pub const UE8M0: ScaleFormat = ScaleFormat(sys::DSA_SCALE_FORMAT_UE8M0);
-}
-
-impl From<i32> for ScaleFormat {
-    fn from(code: i32) -> ScaleFormat {
-        ScaleFormat(code)
-    }
-}
-
-impl From<ScaleFormat> for i32 {
-    fn from(format: ScaleFormat) -> i32 {
-        format.0
+codes! {
+    /// How FP8 block quantisation chooses a group's scale (`DSA_SCALE_FORMAT_*`).
+    ScaleFormat(i32) {
+        /// s = amax / 448, any f32 value.
+        F32 = sys::DSA_SCALE_FORMAT_F32,
+        /// s = 2^ceil(log2(amax / 448)), an exact power of two (DeepSeek-V3.2).
+        UE8M0 = sys::DSA_SCALE_FORMAT_UE8M0,
     }
 }
 
@@ -158,29 +171,15 @@ impl<'a> Workspace<'a> {
 unsafe impl Send for Workspace<'_> {}
 unsafe impl Sync for Workspace<'_> {}
 
-/// Output order of [`Context::topk`] (`DSA_TOPK_ORDER_*`); the selected set never depends on it.
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TopkOrder(pub u32);
-
-impl TopkOrder {
-    /// A deterministic order that is otherwise unspecified (the fastest).
-    pub const UNSPECIFIED: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_UNSPECIFIED as u32);
-    /// Score descending, ties by ascending index; NaN-scored (forced) tokens last, by index.
-    pub const SCORE: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_SCORE as u32);
-    /// Ascending token index.
-    pub const INDEX: TopkOrder = TopkOrder(sys::DSA_TOPK_ORDER_INDEX as u32);
-}
-
-impl From<u32> for TopkOrder {
-    fn from(code: u32) -> TopkOrder {
-        TopkOrder(code)
-    }
-}
-
-impl From<TopkOrder> for u32 {
-    fn from(order: TopkOrder) -> u32 {
-        order.0
+codes! {
+    /// Output order of [`Context::topk`] (`DSA_TOPK_ORDER_*`); the selected set never depends on it.
+    TopkOrder(u32) {
+        /// A deterministic order that is otherwise unspecified (the fastest).
+        UNSPECIFIED = sys::DSA_TOPK_ORDER_UNSPECIFIED,
+        /// Score descending, ties by ascending index; NaN-scored (forced) tokens last, by index.
+        SCORE = sys::DSA_TOPK_ORDER_SCORE,
+        /// Ascending token index.
+        INDEX = sys::DSA_TOPK_ORDER_INDEX,
     }
 }
 
@@ -220,28 +219,14 @@ params! {
     }
 }
 
-/// Which token set the distributions of [`Context::indexer_loss`] live on
-/// (`DSA_INDEXER_LOSS_*`).
-#[repr(transparent)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct IndexerLossMode(pub u32);
-
-impl IndexerLossMode {
-    /// Dense warm-up: every token of the row's window.
-    pub const DENSE: IndexerLossMode = IndexerLossMode(sys::DSA_INDEXER_LOSS_DENSE as u32);
-    /// Sparse stage: the row's selected tokens inside the window, renormalised.
-    pub const SPARSE: IndexerLossMode = IndexerLossMode(sys::DSA_INDEXER_LOSS_SPARSE as u32);
-}
-
-impl From<u32> for IndexerLossMode {
-    fn from(code: u32) -> IndexerLossMode {
-        IndexerLossMode(code)
-    }
-}
-
-impl From<IndexerLossMode> for u32 {
-    fn from(mode: IndexerLossMode) -> u32 {
-        mode.0
+codes! {
+    /// Which token set the distributions of [`Context::indexer_loss`] live on
+    /// (`DSA_INDEXER_LOSS_*`).
+    IndexerLossMode(u32) {
+        /// Dense warm-up: every token of the row's window.
+        DENSE = sys::DSA_INDEXER_LOSS_DENSE,
+        /// Sparse stage: the row's selected tokens inside the window, renormalised.
+        SPARSE = sys::DSA_INDEXER_LOSS_SPARSE,
     }
 }
 
@@ -255,6 +240,28 @@ params! {
         /// Softmax scale of the teacher's q.k, required with `teacher_q` (the default 0 is
         /// rejected); ignored with `teacher_probs`.
         teacher_scale: f32,
+    }
+}
+
+codes! {
+    /// How [`Context::sparse_attention_backward`] reduces dkv (`DSA_SPARSE_ATTENTION_BACKWARD_*`).
+    SparseAttentionBackwardMode(u32) {
+        /// Bitwise reproducible run to run (and, on the CPU, for any thread count); the default.
+        DETERMINISTIC = sys::DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC,
+        /// The fastest reduction (f32 atomics on CUDA); on the CPU the same as `DETERMINISTIC`.
+        FAST = sys::DSA_SPARSE_ATTENTION_BACKWARD_FAST,
+    }
+}
+
+params! {
+    /// Parameters of [`Context::sparse_attention_backward`] (`dsa_sparse_attention_backward_params_t`).
+    SparseAttentionBackwardParams = dsa_sparse_attention_backward_params_t, dsa_sparse_attention_backward_params_init {
+        /// The forward's softmax scale. Required: the default 0 is rejected.
+        scale: f32,
+        /// The forward's value width (default 512; 1 <= d_v <= d_qk).
+        d_v: i32,
+        /// How dkv is reduced (default [`SparseAttentionBackwardMode::DETERMINISTIC`]).
+        mode: SparseAttentionBackwardMode,
     }
 }
 
@@ -776,6 +783,73 @@ impl Context {
                 optional_mut(d_index_q),
                 optional_mut(d_index_k),
                 optional_mut(d_weights),
+                stream.as_raw(),
+            )
+        })
+    }
+
+    /// The scratch bytes [`Context::sparse_attention_backward`] needs for `num_queries` rows of
+    /// `topk` indices over `num_tokens` KV rows of `d_qk` values
+    /// (`dsa_sparse_attention_backward_workspace_size`).
+    pub fn sparse_attention_backward_workspace_size(
+        &self,
+        params: Option<&SparseAttentionBackwardParams>,
+        num_queries: i64,
+        topk: i64,
+        num_tokens: i64,
+        d_qk: i64,
+    ) -> Result<usize> {
+        let params = raw_params(params);
+        let mut bytes = 0;
+        Error::check(unsafe {
+            sys::dsa_sparse_attention_backward_workspace_size(self.as_raw(), params.as_ptr(), num_queries, topk, num_tokens, d_qk, &mut bytes)
+        })?;
+        Ok(bytes)
+    }
+
+    /// Backward pass of [`Context::sparse_attention`] (`dsa_sparse_attention_backward`): from q
+    /// [S_q, H_q, d_qk] and kv [S_kv, d_qk] (bf16 or f32), indices i32 [S_q, k], the optional
+    /// attn_sink f32 [H_q] and topk_length i32 [S_q], the forward's out and lse, and dout
+    /// [S_q, H_q, d_v], writes dq [S_q, H_q, d_qk] (f32 or bf16), dkv f32 [S_kv, d_qk] and, when
+    /// given (only with a sink), d_attn_sink f32 [H_q]. `params` is required (its scale has no
+    /// default). See dsa.h for empty rows, modes and statuses.
+    #[allow(clippy::too_many_arguments)]
+    pub fn sparse_attention_backward(
+        &self,
+        params: &SparseAttentionBackwardParams,
+        q: &TensorView,
+        kv: &TensorView,
+        indices: &TensorView,
+        attn_sink: Option<&TensorView>,
+        topk_length: Option<&TensorView>,
+        out: &TensorView,
+        lse: &TensorView,
+        dout: &TensorView,
+        dq: &mut TensorViewMut,
+        dkv: &mut TensorViewMut,
+        d_attn_sink: Option<&mut TensorViewMut>,
+        workspace: Option<&mut Workspace>,
+        stream: Stream,
+    ) -> Result<()> {
+        let params = raw_params(Some(params));
+        let (workspace, workspace_bytes) = self.workspace_parts(workspace)?;
+        Error::check(unsafe {
+            sys::dsa_sparse_attention_backward(
+                self.as_raw(),
+                params.as_ptr(),
+                q.as_raw(),
+                kv.as_raw(),
+                indices.as_raw(),
+                optional(attn_sink),
+                optional(topk_length),
+                out.as_raw(),
+                lse.as_raw(),
+                dout.as_raw(),
+                dq.as_raw(),
+                dkv.as_raw(),
+                optional_mut(d_attn_sink),
+                workspace,
+                workspace_bytes,
                 stream.as_raw(),
             )
         })

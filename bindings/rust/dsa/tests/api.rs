@@ -2,7 +2,7 @@
 //! right places, and failures become `dsa::Error` with libdsa's code and message.
 use dsa::{
     Bf16, Context, ContextOptions, DType, Device, Fp8E4M3, IndexerLossMode, IndexerLossParams, IndexerParams, QuantizeFp8Params,
-    ScaleFormat, SparseAttentionParams, Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams, Workspace,
+    ScaleFormat, SparseAttentionBackwardMode, SparseAttentionBackwardParams, SparseAttentionParams, Status, Stream, TensorView, TensorViewMut, TopkOrder, TopkParams, Workspace,
 };
 
 /// Deterministic values in (-scale, scale), different for every seed.
@@ -1040,4 +1040,96 @@ fn indexer_loss_matches_an_f64_reference_in_both_modes() {
     assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
     assert!(error.message().starts_with("params.teacher_scale"), "{error}");
     assert_eq!(untouched, [5.0]);
+}
+
+/// Sparse attention of f64 inputs with a sink (DSA_SPEC section 6): (out [S_q, H, d_v], lse
+/// [S_q, H]) for rows of `topk` indices (negative ones skipped).
+fn forward_f64(q: &[f64], kv: &[f64], indices: &[i32], sink: &[f64], (heads, d_qk, d_v, topk, scale): (usize, usize, usize, usize, f64)) -> (Vec<f64>, Vec<f64>) {
+    let rows = indices.len() / topk;
+    let (mut out, mut lse) = (vec![0f64; rows * heads * d_v], vec![f64::INFINITY; rows * heads]);
+    for t in 0..rows {
+        let valid: Vec<usize> = indices[t * topk..(t + 1) * topk].iter().filter(|&&s| s >= 0).map(|&s| s as usize).collect();
+        if valid.is_empty() {
+            continue;
+        }
+        for h in 0..heads {
+            let z: Vec<f64> = valid.iter().map(|&s| scale * (0..d_qk).map(|d| q[(t * heads + h) * d_qk + d] * kv[s * d_qk + d]).sum::<f64>()).collect();
+            let sum: f64 = z.iter().map(|z| z.exp()).sum();
+            lse[t * heads + h] = sum.ln();
+            for (j, &s) in valid.iter().enumerate() {
+                for c in 0..d_v {
+                    out[(t * heads + h) * d_v + c] += z[j].exp() / (sum + sink[h].exp()) * kv[s * d_qk + c];
+                }
+            }
+        }
+    }
+    (out, lse)
+}
+
+#[test]
+fn sparse_attention_backward_matches_finite_differences() {
+    let context = Context::new().unwrap();
+    let (rows, heads, d_qk, d_v, tokens, topk, scale) = (3usize, 2usize, 8usize, 4usize, 6usize, 4usize, 0.4f64);
+    let as_f64 = |values: &[f32]| values.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+    let (q, kv, dout, sink) = (random_floats(rows * heads * d_qk, 80, 1.0), random_floats(tokens * d_qk, 81, 1.0), random_floats(rows * heads * d_v, 82, 1.0), random_floats(heads, 83, 1.0));
+    let indices = [0i32, 3, 3, -1, 5, 1, 2, 4, -1, -1, -1, -1]; // a repeat; the last row has nothing
+    let shape = (heads, d_qk, d_v, topk, scale);
+    let (out, lse) = forward_f64(&as_f64(&q), &as_f64(&kv), &indices, &as_f64(&sink), shape);
+    let (out, lse): (Vec<f32>, Vec<f32>) = (out.iter().map(|&v| v as f32).collect(), lse.iter().map(|&v| v as f32).collect());
+    let params = SparseAttentionBackwardParams { scale: scale as f32, d_v: d_v as i32, mode: SparseAttentionBackwardMode::DETERMINISTIC };
+    let (mut dq, mut dkv, mut d_sink) = (vec![f32::NAN; q.len()], vec![f32::NAN; kv.len()], vec![f32::NAN; heads]);
+    let bytes = context.sparse_attention_backward_workspace_size(Some(&params), rows as i64, topk as i64, tokens as i64, d_qk as i64).unwrap();
+    let mut memory = aligned_bytes(bytes);
+    context
+        .sparse_attention_backward(
+            &params,
+            &TensorView::new(&q, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[tokens as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[rows as i64, topk as i64]).unwrap(),
+            Some(&TensorView::new(&sink, &[heads as i64]).unwrap()),
+            None,
+            &TensorView::new(&out, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &TensorView::new(&lse, &[rows as i64, heads as i64]).unwrap(),
+            &TensorView::new(&dout, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dq, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dkv, &[tokens as i64, d_qk as i64]).unwrap(),
+            Some(&mut TensorViewMut::new(&mut d_sink, &[heads as i64]).unwrap()),
+            Some(&mut Workspace::new(&mut as_bytes(&mut memory)[..bytes])),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    // d/dx of sum(dout * out) by central differences of the f64 forward, for q, kv and the sink.
+    let loss = |q: &[f64], kv: &[f64], sink: &[f64]| -> f64 { forward_f64(q, kv, &indices, sink, shape).0.iter().zip(&dout).map(|(o, d)| o * *d as f64).sum() };
+    for (name, got, which) in [("dq", &dq, 0), ("dkv", &dkv, 1), ("d_attn_sink", &d_sink, 2)] {
+        for (i, &value) in got.iter().enumerate() {
+            let mut inputs = [as_f64(&q), as_f64(&kv), as_f64(&sink)];
+            inputs[which][i] += 1e-6;
+            let up = loss(&inputs[0], &inputs[1], &inputs[2]);
+            inputs[which][i] -= 2e-6;
+            let down = loss(&inputs[0], &inputs[1], &inputs[2]);
+            assert_close(value, (up - down) / 2e-6, 1e-4, &format!("{name}[{i}]"));
+        }
+    }
+    assert!(dq[2 * heads * d_qk..].iter().all(|&v| v == 0.0), "the row without a valid index");
+
+    let error = context
+        .sparse_attention_backward(
+            &SparseAttentionBackwardParams { scale: 0.0, ..params },
+            &TensorView::new(&q, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&kv, &[tokens as i64, d_qk as i64]).unwrap(),
+            &TensorView::new(&indices, &[rows as i64, topk as i64]).unwrap(),
+            None,
+            None,
+            &TensorView::new(&out, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &TensorView::new(&lse, &[rows as i64, heads as i64]).unwrap(),
+            &TensorView::new(&dout, &[rows as i64, heads as i64, d_v as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dq, &[rows as i64, heads as i64, d_qk as i64]).unwrap(),
+            &mut TensorViewMut::new(&mut dkv, &[tokens as i64, d_qk as i64]).unwrap(),
+            None,
+            None,
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument), "{error}");
+    assert!(error.message().starts_with("params.scale"), "{error}");
 }
