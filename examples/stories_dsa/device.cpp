@@ -110,7 +110,7 @@ Device Device::open(DeviceChoice choice, int cpu_threads, std::string* note) {
         problem = std::string("no usable CUDA device: ") + error.what();
     }
 #else
-    const std::string problem = "this build of libdsa's demo has no CUDA support";
+    const std::string problem = "the demo was built without CUDA";
 #endif
     if (choice == DeviceChoice::cuda) throw std::runtime_error("--device cuda: " + problem);
     if (note != nullptr) *note = problem + "; running on the CPU";

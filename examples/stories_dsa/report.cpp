@@ -104,7 +104,7 @@ std::string report_svg(const Report& report) {
         << panel_height + top + 150 << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
     svg << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
     svg << "<text x=\"" << left << "\" y=\"20\" font-size=\"14\">" << report.model << " converted to DSA: "
-        << report.eval_sequences << " held-out sequences, every layer sparse (positions t &gt;= k)</text>\n";
+        << report.eval_sequences << " held-out sequences, positions t &gt;= k</text>\n";
     struct Panel {
         const char* title;
         double y_max;
