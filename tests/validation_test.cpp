@@ -149,8 +149,15 @@ void break_tensor(OpCase& op, size_t i, Matrix& matrix, dsa_context_t* context) 
     for (dsa_device_type_t device : {0, 3, 13})
         mutate("unknown device type " + std::to_string(device), {DSA_STATUS_DEVICE_MISMATCH},
                [&](dsa_tensor_t& t) { t.device_type = device; });
-    if (a.contiguous_last && good.ndim > 0 && good.shape[good.ndim - 1] > 1)
-        mutate("last stride 2", {DSA_STATUS_LAYOUT_UNSUPPORTED}, [](dsa_tensor_t& t) { t.strides[t.ndim - 1] = 2; });
+    if (a.contiguous_last && good.ndim > 0 && good.shape[good.ndim - 1] > 1) {
+        // Every stride doubled, over a buffer twice the size: only the contiguity rule rejects
+        // that (a last stride of 2 alone also makes an output overlap itself).
+        std::vector<uint64_t> spread(2 * a.storage.size());
+        mutate("last stride 2", {DSA_STATUS_LAYOUT_UNSUPPORTED}, [&](dsa_tensor_t& t) {
+            for (int axis = 0; axis < t.ndim; ++axis) t.strides[axis] *= 2;
+            t.data = spread.data();
+        });
+    }
 
     if (a.role != Role::output) return;
     for (int axis = 0; axis < good.ndim; ++axis)
