@@ -301,6 +301,16 @@ inline dsa_indexer_params_t case_indexer_params() {
     return params;
 }
 
+// ks, ke [rows]: causal_windows, and the edits that clamp them.
+inline void add_row_windows(OpCase& c, const CaseSize& s, uint32_t seed) {
+    std::vector<int32_t> starts, ends;
+    causal_windows(s.rows, s.tokens, seed, &starts, &ends);
+    c.args.push_back(filled(input("ks", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), starts));
+    c.args.push_back(filled(input("ke", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), ends));
+    c.data_edits.push_back({"ks", {INT32_MIN, -5}, {0, 0}});
+    c.data_edits.push_back({"ke", {INT32_MAX, s.tokens + 9}, {s.tokens, s.tokens}});
+}
+
 // q [rows, H_I, D_I], weights, k [tokens, D_I], k_scale, ks, ke (`prefix` "index_" names the
 // pipeline's copies) and the edits of the windows.
 inline void add_indexer_prefill(OpCase& c, const CaseSize& s, const std::string& prefix) {
@@ -314,12 +324,7 @@ inline void add_indexer_prefill(OpCase& c, const CaseSize& s, const std::string&
         filled_codes(contiguous(input(prefix + "k", DSA_DTYPE_U8, {s.tokens, kCaseIndexerDim}, codes)), s.seed + 2));
     c.args.push_back(
         filled_f32(input(prefix + "k_scale", DSA_DTYPE_F32, {s.tokens}, {DSA_DTYPE_F32}), s.seed + 3, 0.01f, 1.0f));
-    std::vector<int32_t> starts, ends;
-    causal_windows(s.rows, s.tokens, s.seed + 4, &starts, &ends);
-    c.args.push_back(filled(input("ks", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), starts));
-    c.args.push_back(filled(input("ke", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), ends));
-    c.data_edits.push_back({"ks", {INT32_MIN, -5}, {0, 0}});
-    c.data_edits.push_back({"ke", {INT32_MAX, s.tokens + 9}, {s.tokens, s.tokens}});
+    add_row_windows(c, s, s.seed + 4);
 }
 
 // Paged indexer inputs: q [B, 2, H_I, D_I], weights [B * 2, H_I], k_cache with shuffled pages,
@@ -741,12 +746,7 @@ inline OpCase indexer_loss_case(const CaseSize& s, dsa_indexer_loss_mode_t mode,
                                  s.seed));
     c.args.push_back(filled_real(contiguous(input("index_k", key_dtype, {s.tokens, kCaseIndexerDim}, reals)), s.seed + 1));
     c.args.push_back(filled_real(input("weights", query_dtype, {s.rows, kCaseIndexerHeads}, reals), s.seed + 2));
-    std::vector<int32_t> starts, ends;
-    causal_windows(s.rows, s.tokens, s.seed + 3, &starts, &ends);
-    c.args.push_back(filled(input("ks", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), starts));
-    c.args.push_back(filled(input("ke", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), ends));
-    c.data_edits.push_back({"ks", {INT32_MIN, -5}, {0, 0}});
-    c.data_edits.push_back({"ke", {INT32_MAX, s.tokens + 9}, {s.tokens, s.tokens}});
+    add_row_windows(c, s, s.seed + 3);
     if (sparse) {
         // k is free; entries outside the window, -1 and repeats are part of the baseline.
         c.args.push_back(filled(free_dims(contiguous(input("indices", DSA_DTYPE_I32, {s.rows, kCaseTopk}, {DSA_DTYPE_I32})),
