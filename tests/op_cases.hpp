@@ -3,7 +3,7 @@
 // free, which tensors may be NULL), its bytes (fresh random values, never zeros) and one uniform
 // way to call the op. The validation matrix mutates these calls one argument at a time; the
 // determinism and concurrency tests run them as they are. A new op adds one builder here and is
-// covered by all three.
+// covered by all three, and by the fuzzer (append it to op_case_builders(): see there).
 #pragma once
 
 #include <algorithm>
@@ -28,7 +28,8 @@ struct Arg {
     Role role = Role::input;
     bool optional = false;            // NULL is a valid value (with its own meaning)
     bool contiguous_last = false;     // the last dimension must have stride 1
-    bool any_rank = false;            // the rank is free (any number of leading dimensions)
+    bool any_rank = false;            // the rank is free (any number of leading dimensions; or a
+                                      // scalar, which may be [] or [1])
     uint32_t free_dims = 0;           // bit d: the extent of dimension d is tied to nothing else
     std::vector<dsa_dtype_t> dtypes;  // the dtypes the op accepts for this argument
     std::string may_alias;            // an output: the input it may be exactly (in place)
@@ -77,6 +78,9 @@ struct OpCase {
     OpCall call;
     // The op's workspace query; empty when the op takes no workspace.
     std::function<dsa_status_t(dsa_context_t*, size_t*)> workspace_size;
+    // run() passes a workspace of the size the query gives for the context it runs on (else
+    // NULL: the op allocates its own scratch).
+    bool run_with_workspace = false;
     std::vector<DataEdit> data_edits;
 
     Arg& arg(const std::string& name) {
@@ -95,7 +99,16 @@ struct OpCase {
         for (const ParamsArg& p : params) list.push_back(p.storage.data());
         return list;
     }
-    dsa_status_t run(dsa_context_t* context, WorkspaceArg workspace = {}) const {
+    dsa_status_t run(dsa_context_t* context) const {
+        std::vector<uint64_t> scratch;  // operator new: 16-byte aligned, as workspaces must be
+        WorkspaceArg workspace;
+        if (run_with_workspace) {
+            size_t bytes = 0;
+            const dsa_status_t status = workspace_size(context, &bytes);
+            if (status != DSA_STATUS_SUCCESS) return status;
+            scratch.assign(bytes / 8 + 1, 0);
+            workspace = {scratch.data(), bytes};
+        }
         return call(context, baseline_params(), baseline_tensors(), workspace);
     }
     void poison_outputs(uint8_t byte = 0xA5) {
@@ -158,8 +171,10 @@ inline Arg filled_f32(Arg a, uint32_t seed, float low = -1.0f, float high = 1.0f
     if (!values.empty()) std::memcpy(a.data(), values.data(), values.size() * sizeof(float));
     return a;
 }
-inline Arg filled_bf16(Arg a, uint32_t seed) {
-    const std::vector<uint16_t> values = to_bf16(random_floats(static_cast<size_t>(a.numel()), seed));
+// Values in [low, high) as the argument's dtype holds them: f32, or bf16 rounded to nearest.
+inline Arg filled_real(Arg a, uint32_t seed, float low = -1.0f, float high = 1.0f) {
+    if (a.tensor.dtype != DSA_DTYPE_BF16) return filled_f32(std::move(a), seed, low, high);
+    const std::vector<uint16_t> values = to_bf16(random_floats(static_cast<size_t>(a.numel()), seed, low, high));
     if (!values.empty()) std::memcpy(a.data(), values.data(), values.size() * sizeof(uint16_t));
     return a;
 }
@@ -286,6 +301,16 @@ inline dsa_indexer_params_t case_indexer_params() {
     return params;
 }
 
+// ks, ke [rows]: causal_windows, and the edits that clamp them.
+inline void add_row_windows(OpCase& c, const CaseSize& s, uint32_t seed) {
+    std::vector<int32_t> starts, ends;
+    causal_windows(s.rows, s.tokens, seed, &starts, &ends);
+    c.args.push_back(filled(input("ks", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), starts));
+    c.args.push_back(filled(input("ke", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), ends));
+    c.data_edits.push_back({"ks", {INT32_MIN, -5}, {0, 0}});
+    c.data_edits.push_back({"ke", {INT32_MAX, s.tokens + 9}, {s.tokens, s.tokens}});
+}
+
 // q [rows, H_I, D_I], weights, k [tokens, D_I], k_scale, ks, ke (`prefix` "index_" names the
 // pipeline's copies) and the edits of the windows.
 inline void add_indexer_prefill(OpCase& c, const CaseSize& s, const std::string& prefix) {
@@ -299,12 +324,7 @@ inline void add_indexer_prefill(OpCase& c, const CaseSize& s, const std::string&
         filled_codes(contiguous(input(prefix + "k", DSA_DTYPE_U8, {s.tokens, kCaseIndexerDim}, codes)), s.seed + 2));
     c.args.push_back(
         filled_f32(input(prefix + "k_scale", DSA_DTYPE_F32, {s.tokens}, {DSA_DTYPE_F32}), s.seed + 3, 0.01f, 1.0f));
-    std::vector<int32_t> starts, ends;
-    causal_windows(s.rows, s.tokens, s.seed + 4, &starts, &ends);
-    c.args.push_back(filled(input("ks", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), starts));
-    c.args.push_back(filled(input("ke", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}), ends));
-    c.data_edits.push_back({"ks", {INT32_MIN, -5}, {0, 0}});
-    c.data_edits.push_back({"ke", {INT32_MAX, s.tokens + 9}, {s.tokens, s.tokens}});
+    add_row_windows(c, s, s.seed + 4);
 }
 
 // Paged indexer inputs: q [B, 2, H_I, D_I], weights [B * 2, H_I], k_cache with shuffled pages,
@@ -364,7 +384,7 @@ inline Arg selection(const std::string& name, int64_t rows) {
 inline Arg attention_q(std::vector<int64_t> rows, int64_t d_qk, uint32_t seed) {
     rows.push_back(kCaseHeads);
     rows.push_back(d_qk);
-    return filled_bf16(contiguous(input("q", DSA_DTYPE_BF16, rows, {DSA_DTYPE_BF16})), seed);
+    return filled_real(contiguous(input("q", DSA_DTYPE_BF16, rows, {DSA_DTYPE_BF16})), seed);
 }
 // out [rows..., H, d_v] and lse [rows..., H].
 inline void add_attention_outputs(OpCase& c, std::vector<int64_t> rows, int64_t d_v) {
@@ -513,7 +533,7 @@ inline OpCase sparse_attention_case(const CaseSize& s) {
     c.params.push_back(make_params("params", case_attention_params(kCaseDv), true));
     c.args.push_back(attention_q({s.rows}, kCaseDqk, s.seed));
     c.args.push_back(
-        filled_bf16(free_dims(contiguous(input("kv", DSA_DTYPE_BF16, {s.tokens, kCaseDqk}, {DSA_DTYPE_BF16})), 1), s.seed + 1));
+        filled_real(free_dims(contiguous(input("kv", DSA_DTYPE_BF16, {s.tokens, kCaseDqk}, {DSA_DTYPE_BF16})), 1), s.seed + 1));
     c.args.push_back(filled(free_dims(input("indices", DSA_DTYPE_I32, {s.rows, kCaseTopk}, {DSA_DTYPE_I32}), 1u << 1),
                             random_selection(s.rows * kCaseTopk, s.tokens, s.seed + 2)));
     c.args.push_back(attention_sink(s.seed + 3));
@@ -544,7 +564,7 @@ inline OpCase sparse_attention_paged_case(const CaseSize& s, bool fp8) {
             free_dims(contiguous(input("kv_cache", DSA_DTYPE_U8, {num_pages, page_size, 656}, {DSA_DTYPE_BF16, DSA_DTYPE_U8})), 3),
             s.seed + 1));
     else
-        c.args.push_back(filled_bf16(
+        c.args.push_back(filled_real(
             free_dims(contiguous(input("kv_cache", DSA_DTYPE_BF16, {num_pages, page_size, d_qk}, {DSA_DTYPE_BF16, DSA_DTYPE_U8})), 3),
             s.seed + 1));
     c.args.push_back(filled(free_dims(input("indices", DSA_DTYPE_I32, {batch, s_q, kCaseTopk}, {DSA_DTYPE_I32}), 1u << 2),
@@ -634,7 +654,7 @@ inline OpCase attention_case(const CaseSize& s) {
     add_layer_params(c);
     add_indexer_prefill(c, s, "index_");
     c.args.push_back(attention_q({s.rows}, kCaseDqk, s.seed + 10));
-    c.args.push_back(filled_bf16(contiguous(input("kv", DSA_DTYPE_BF16, {s.tokens, kCaseDqk}, {DSA_DTYPE_BF16})), s.seed + 11));
+    c.args.push_back(filled_real(contiguous(input("kv", DSA_DTYPE_BF16, {s.tokens, kCaseDqk}, {DSA_DTYPE_BF16})), s.seed + 11));
     c.args.push_back(attention_sink(s.seed + 12));
     add_attention_outputs(c, {s.rows}, kCaseDv);
     c.args.push_back(optional(selection("selected", s.rows)));
@@ -654,7 +674,7 @@ inline OpCase attention_paged_case(const CaseSize& s) {
     add_indexer_paged(c, s, "index_");
     const PagedShape shape = paged_shape(s);
     c.args.push_back(attention_q({shape.batch, shape.next_n}, kCaseDqk, s.seed + 10));
-    c.args.push_back(filled_bf16(free_dims(contiguous(input("kv_cache", DSA_DTYPE_BF16,
+    c.args.push_back(filled_real(free_dims(contiguous(input("kv_cache", DSA_DTYPE_BF16,
                                                             {shape.num_pages, kCasePageTokens, kCaseDqk},
                                                             {DSA_DTYPE_BF16, DSA_DTYPE_U8})),
                                            1),
@@ -671,9 +691,168 @@ inline OpCase attention_paged_case(const CaseSize& s) {
     return c;
 }
 
+// ---- The training ops -------------------------------------------------------------------------
+
+// Where each tensor parameter of a C signature is in c.args, -1 for one the case leaves out (the
+// call passes NULL there).
+inline std::vector<int> signature_slots(const OpCase& c, std::initializer_list<const char*> signature) {
+    std::vector<int> slots;
+    for (const char* name : signature) {
+        int slot = -1;
+        for (size_t i = 0; i < c.args.size(); ++i)
+            if (c.args[i].name == name) slot = static_cast<int>(i);
+        slots.push_back(slot);
+    }
+    for (const Arg& a : c.args)
+        REQUIRE_MESSAGE(std::find(signature.begin(), signature.end(), a.name) != signature.end(),
+                        a.name << " is not a parameter of " << c.function);
+    return slots;
+}
+inline const dsa_tensor_t* in_slot(const Tensors& t, const std::vector<int>& slots, size_t parameter) {
+    return slots[parameter] < 0 ? nullptr : t[static_cast<size_t>(slots[parameter])];
+}
+
+// The teacher of dsa_indexer_loss: teacher_q with teacher_k [S, H_kv, d] (grouped heads) or
+// [S, d] (one kv head), or teacher_probs.
+enum class LossTeacher { grouped, shared_kv, probs };
+constexpr int64_t kCaseTeacherHeads = 4, kCaseTeacherKvHeads = 2, kCaseTeacherDim = 12;
+
+inline dsa_indexer_loss_params_t case_indexer_loss_params(dsa_indexer_loss_mode_t mode) {
+    dsa_indexer_loss_params_t params;
+    REQUIRE(dsa_indexer_loss_params_init(&params) == DSA_STATUS_SUCCESS);
+    params.mode = mode;
+    params.coeff = 0.7f;
+    params.teacher_scale = 0.35f;
+    return params;
+}
+
+// dsa_indexer_loss with every output: the student index_q [rows, H_I, D_I], index_k [tokens,
+// D_I], weights, windows ks/ke (and in SPARSE mode indices [rows, k]), and the teacher. The
+// dense cases read f32 queries and bf16 keys, the sparse ones the other way round, so each
+// float input is seen in both dtypes.
+inline OpCase indexer_loss_case(const CaseSize& s, dsa_indexer_loss_mode_t mode, LossTeacher teacher) {
+    const bool sparse = mode == DSA_INDEXER_LOSS_SPARSE;
+    const std::vector<dsa_dtype_t> reals = {DSA_DTYPE_F32, DSA_DTYPE_BF16};
+    const dsa_dtype_t query_dtype = sparse ? DSA_DTYPE_BF16 : DSA_DTYPE_F32;
+    const dsa_dtype_t key_dtype = sparse ? DSA_DTYPE_F32 : DSA_DTYPE_BF16;
+    OpCase c;
+    c.function = std::string("dsa_indexer_loss (") + (sparse ? "SPARSE" : "DENSE") +
+                 (teacher == LossTeacher::grouped     ? ", teacher_k [S, H_kv, d])"
+                  : teacher == LossTeacher::shared_kv ? ", teacher_k [S, d])"
+                                                      : ", teacher_probs)");
+    // Without params the mode is DENSE and teacher_scale 0, which only DENSE with teacher_probs takes.
+    c.params.push_back(make_params("params", case_indexer_loss_params(mode), sparse || teacher != LossTeacher::probs));
+    c.args.push_back(filled_real(contiguous(input("index_q", query_dtype, {s.rows, kCaseIndexerHeads, kCaseIndexerDim}, reals)),
+                                 s.seed));
+    c.args.push_back(filled_real(contiguous(input("index_k", key_dtype, {s.tokens, kCaseIndexerDim}, reals)), s.seed + 1));
+    c.args.push_back(filled_real(input("weights", query_dtype, {s.rows, kCaseIndexerHeads}, reals), s.seed + 2));
+    add_row_windows(c, s, s.seed + 3);
+    if (sparse) {
+        // k is free; entries outside the window, -1 and repeats are part of the baseline.
+        c.args.push_back(filled(free_dims(contiguous(input("indices", DSA_DTYPE_I32, {s.rows, kCaseTopk}, {DSA_DTYPE_I32})),
+                                          1u << 1),
+                                random_selection(s.rows * kCaseTopk, s.tokens, s.seed + 4)));
+        c.data_edits.push_back({"indices", {INT32_MIN, s.tokens, INT32_MAX}, {-1, -1, -1}});
+    }
+    if (teacher == LossTeacher::probs) {
+        c.args.push_back(filled_f32(contiguous(input("teacher_probs", DSA_DTYPE_F32, {s.rows, s.tokens}, {DSA_DTYPE_F32})),
+                                    s.seed + 5, 0.01f, 1.0f));
+    } else {
+        // With one kv head every H_q works; with H_kv = 2 an H_q one larger does not divide.
+        const uint32_t heads_free = teacher == LossTeacher::shared_kv ? 1u << 1 : 0;
+        c.args.push_back(filled_real(
+            free_dims(contiguous(input("teacher_q", key_dtype, {s.rows, kCaseTeacherHeads, kCaseTeacherDim}, reals)),
+                      heads_free),
+            s.seed + 5));
+        const std::vector<int64_t> k_shape =
+            teacher == LossTeacher::grouped ? std::vector<int64_t>{s.tokens, kCaseTeacherKvHeads, kCaseTeacherDim}
+                                            : std::vector<int64_t>{s.tokens, kCaseTeacherDim};
+        c.args.push_back(filled_real(contiguous(input("teacher_k", query_dtype, k_shape, reals)), s.seed + 6));
+    }
+    // loss is [] or [1] (any_rank: neither rank is a mistake).
+    c.args.push_back(optional(any_rank(output("loss", DSA_DTYPE_F32, sparse ? std::vector<int64_t>{1} : std::vector<int64_t>{},
+                                              {DSA_DTYPE_F32}))));
+    c.args.push_back(optional(output("row_loss", DSA_DTYPE_F32, {s.rows}, {DSA_DTYPE_F32})));
+    c.args.push_back(optional(contiguous(
+        output("d_index_q", DSA_DTYPE_F32, {s.rows, kCaseIndexerHeads, kCaseIndexerDim}, {DSA_DTYPE_F32}))));
+    c.args.push_back(optional(contiguous(output("d_index_k", DSA_DTYPE_F32, {s.tokens, kCaseIndexerDim}, {DSA_DTYPE_F32}))));
+    c.args.push_back(optional(contiguous(output("d_weights", DSA_DTYPE_F32, {s.rows, kCaseIndexerHeads}, {DSA_DTYPE_F32}))));
+    const std::vector<int> slots =
+        signature_slots(c, {"index_q", "index_k", "weights", "ks", "ke", "indices", "teacher_q", "teacher_k",
+                            "teacher_probs", "loss", "row_loss", "d_index_q", "d_index_k", "d_weights"});
+    c.call = [slots](dsa_context_t* ctx, const ParamsList& p, const Tensors& t, WorkspaceArg) {
+        auto at = [&](size_t parameter) { return in_slot(t, slots, parameter); };
+        return dsa_indexer_loss(ctx, params_at<dsa_indexer_loss_params_t>(p, 0), at(0), at(1), at(2), at(3), at(4), at(5),
+                                at(6), at(7), at(8), at(9), at(10), at(11), at(12), at(13), nullptr);
+    };
+    return c;
+}
+
+inline dsa_sparse_attention_backward_params_t case_attention_backward_params(dsa_sparse_attention_backward_mode_t mode) {
+    dsa_sparse_attention_backward_params_t params;
+    REQUIRE(dsa_sparse_attention_backward_params_init(&params) == DSA_STATUS_SUCCESS);
+    params.scale = 0.3f;
+    params.d_v = static_cast<int32_t>(kCaseDv);
+    params.mode = mode;
+    return params;
+}
+
+// dsa_sparse_attention_backward over q [rows, H, d_qk] and kv [tokens, d_qk]. DETERMINISTIC:
+// bf16 inputs, f32 dq, with attn_sink, topk_length and d_attn_sink, and a workspace in the
+// baseline runs; FAST: f32 inputs, bf16 dq, neither of the three, the op's own scratch. lse is
+// the forward's (one row +inf: no valid index there), out and dout any values.
+inline OpCase sparse_attention_backward_case(const CaseSize& s, dsa_sparse_attention_backward_mode_t mode) {
+    const bool deterministic = mode == DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC;
+    const std::vector<dsa_dtype_t> reals = {DSA_DTYPE_F32, DSA_DTYPE_BF16};
+    const dsa_dtype_t real = deterministic ? DSA_DTYPE_BF16 : DSA_DTYPE_F32;
+    OpCase c;
+    c.function = deterministic ? "dsa_sparse_attention_backward"
+                               : "dsa_sparse_attention_backward (FAST, no attn_sink, topk_length, d_attn_sink)";
+    c.params.push_back(make_params("params", case_attention_backward_params(mode), true));
+    c.args.push_back(filled_real(contiguous(input("q", real, {s.rows, kCaseHeads, kCaseDqk}, reals)), s.seed));
+    c.args.push_back(filled_real(contiguous(input("kv", real, {s.tokens, kCaseDqk}, reals)), s.seed + 1));
+    c.args.push_back(filled(free_dims(contiguous(input("indices", DSA_DTYPE_I32, {s.rows, kCaseTopk}, {DSA_DTYPE_I32})), 1u << 1),
+                            random_selection(s.rows * kCaseTopk, s.tokens, s.seed + 2)));
+    c.data_edits.push_back({"indices", {INT32_MIN, s.tokens, INT32_MAX}, {-1, -1, -1}});
+    if (deterministic) {
+        c.args.push_back(attention_sink(s.seed + 3));
+        c.args.push_back(optional(filled(input("topk_length", DSA_DTYPE_I32, {s.rows}, {DSA_DTYPE_I32}),
+                                         random_lengths(s.rows, kCaseTopk, s.seed + 4))));
+        c.data_edits.push_back({"topk_length", {INT32_MIN, INT32_MAX}, {0, kCaseTopk}});
+    }
+    c.args.push_back(filled_real(contiguous(input("out", real, {s.rows, kCaseHeads, kCaseDv}, reals)), s.seed + 5));
+    Arg lse = filled_f32(input("lse", DSA_DTYPE_F32, {s.rows, kCaseHeads}, {DSA_DTYPE_F32}), s.seed + 6, 0.5f, 2.5f);
+    reinterpret_cast<float*>(lse.data())[(s.rows - 1) * kCaseHeads] = INFINITY;
+    c.args.push_back(std::move(lse));
+    c.args.push_back(filled_real(contiguous(input("dout", deterministic ? DSA_DTYPE_F32 : DSA_DTYPE_BF16,
+                                                  {s.rows, kCaseHeads, kCaseDv}, reals)),
+                                 s.seed + 7));
+    c.args.push_back(contiguous(output("dq", deterministic ? DSA_DTYPE_F32 : DSA_DTYPE_BF16,
+                                       {s.rows, kCaseHeads, kCaseDqk}, {DSA_DTYPE_F32, DSA_DTYPE_BF16})));
+    c.args.push_back(contiguous(output("dkv", DSA_DTYPE_F32, {s.tokens, kCaseDqk}, {DSA_DTYPE_F32})));
+    if (deterministic) c.args.push_back(optional(output("d_attn_sink", DSA_DTYPE_F32, {kCaseHeads}, {DSA_DTYPE_F32})));
+    const std::vector<int> slots = signature_slots(
+        c, {"q", "kv", "indices", "attn_sink", "topk_length", "out", "lse", "dout", "dq", "dkv", "d_attn_sink"});
+    c.call = [slots](dsa_context_t* ctx, const ParamsList& p, const Tensors& t, WorkspaceArg w) {
+        auto at = [&](size_t parameter) { return in_slot(t, slots, parameter); };
+        return dsa_sparse_attention_backward(ctx, params_at<dsa_sparse_attention_backward_params_t>(p, 0), at(0), at(1),
+                                             at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), w.data,
+                                             w.bytes, nullptr);
+    };
+    const int64_t rows = s.rows, tokens = s.tokens;
+    c.workspace_size = [rows, tokens, mode](dsa_context_t* ctx, size_t* bytes) {
+        const dsa_sparse_attention_backward_params_t params = case_attention_backward_params(mode);
+        return dsa_sparse_attention_backward_workspace_size(ctx, &params, rows, kCaseTopk, tokens, kCaseDqk, bytes);
+    };
+    c.run_with_workspace = deterministic;
+    return c;
+}
+
 using OpCaseBuilder = std::function<OpCase(const CaseSize&)>;
 
-// Every tensor op of dsa.h, in header order.
+// Every tensor op of dsa.h, in header order. A fuzzer input selects a builder by one byte modulo
+// their count; the committed seeds and regression inputs hold the exact position, so appending
+// keeps them on their op.
 inline const std::vector<OpCaseBuilder>& op_case_builders() {
     static const std::vector<OpCaseBuilder> builders = {
         quantize_case,
@@ -691,6 +870,12 @@ inline const std::vector<OpCaseBuilder>& op_case_builders() {
         indexer_topk_paged_case,
         attention_case,
         attention_paged_case,
+        [](const CaseSize& s) { return indexer_loss_case(s, DSA_INDEXER_LOSS_DENSE, LossTeacher::grouped); },
+        [](const CaseSize& s) { return indexer_loss_case(s, DSA_INDEXER_LOSS_DENSE, LossTeacher::probs); },
+        [](const CaseSize& s) { return indexer_loss_case(s, DSA_INDEXER_LOSS_SPARSE, LossTeacher::probs); },
+        [](const CaseSize& s) { return indexer_loss_case(s, DSA_INDEXER_LOSS_SPARSE, LossTeacher::shared_kv); },
+        [](const CaseSize& s) { return sparse_attention_backward_case(s, DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC); },
+        [](const CaseSize& s) { return sparse_attention_backward_case(s, DSA_SPARSE_ATTENTION_BACKWARD_FAST); },
     };
     return builders;
 }

@@ -149,8 +149,15 @@ void break_tensor(OpCase& op, size_t i, Matrix& matrix, dsa_context_t* context) 
     for (dsa_device_type_t device : {0, 3, 13})
         mutate("unknown device type " + std::to_string(device), {DSA_STATUS_DEVICE_MISMATCH},
                [&](dsa_tensor_t& t) { t.device_type = device; });
-    if (a.contiguous_last && good.ndim > 0 && good.shape[good.ndim - 1] > 1)
-        mutate("last stride 2", {DSA_STATUS_LAYOUT_UNSUPPORTED}, [](dsa_tensor_t& t) { t.strides[t.ndim - 1] = 2; });
+    if (a.contiguous_last && good.ndim > 0 && good.shape[good.ndim - 1] > 1) {
+        // Every stride doubled, over a buffer twice the size: only the contiguity rule rejects
+        // that (a last stride of 2 alone also makes an output overlap itself).
+        std::vector<uint64_t> spread(2 * a.storage.size());
+        mutate("last stride 2", {DSA_STATUS_LAYOUT_UNSUPPORTED}, [&](dsa_tensor_t& t) {
+            for (int axis = 0; axis < t.ndim; ++axis) t.strides[axis] *= 2;
+            t.data = spread.data();
+        });
+    }
 
     if (a.role != Role::output) return;
     for (int axis = 0; axis < good.ndim; ++axis)
@@ -335,6 +342,45 @@ TEST_CASE("the workspace queries reject what they cannot answer") {
                      "num_");
     CHECK(dsa_indexer_topk_workspace_size(context, 0, 0, &bytes) == DSA_STATUS_SUCCESS);
     CHECK(bytes == 0);
+
+    dsa_sparse_attention_backward_params_t backward;
+    REQUIRE(dsa_sparse_attention_backward_params_init(&backward) == DSA_STATUS_SUCCESS);
+    auto backward_size = [&](const dsa_context_t* ctx, int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk,
+                             size_t* out) {
+        return dsa_sparse_attention_backward_workspace_size(ctx, &backward, rows, topk, tokens, d_qk, out);
+    };
+    CHECK_FAILS_WITH(backward_size(nullptr, 4, 4, 4, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "context");
+    CHECK_FAILS_WITH(backward_size(context, 4, 4, 4, 4, nullptr), DSA_STATUS_INVALID_ARGUMENT, "bytes");
+    CHECK_FAILS_WITH(backward_size(context, -1, 4, 4, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "num_queries");
+    CHECK_FAILS_WITH(backward_size(context, 4, -1, 4, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "topk");
+    CHECK_FAILS_WITH(backward_size(context, 4, 4, INT64_MIN, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "num_tokens");
+    CHECK_FAILS_WITH(backward_size(context, 4, 4, 4, -1, &bytes), DSA_STATUS_INVALID_ARGUMENT, "d_qk");
+    backward.struct_size = 3;
+    CHECK_FAILS_WITH(backward_size(context, 4, 4, 4, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "params");
+    REQUIRE(dsa_sparse_attention_backward_params_init(&backward) == DSA_STATUS_SUCCESS);
+    backward.mode = 7;
+    CHECK_FAILS_WITH(backward_size(context, 4, 4, 4, 4, &bytes), DSA_STATUS_INVALID_ARGUMENT, "mode");
+    backward.mode = DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC;
+    std::vector<uint64_t> newer(sizeof backward / 8 + 3, 0);  // a newer caller's struct, an unknown field set
+    std::memcpy(newer.data(), &backward, sizeof backward);
+    reinterpret_cast<dsa_sparse_attention_backward_params_t*>(newer.data())->struct_size = sizeof backward + 16;
+    reinterpret_cast<uint8_t*>(newer.data())[sizeof backward + 15] = 1;
+    CHECK_FAILS_WITH(dsa_sparse_attention_backward_workspace_size(
+                         context, reinterpret_cast<dsa_sparse_attention_backward_params_t*>(newer.data()), 4, 4, 4, 4,
+                         &bytes),
+                     DSA_STATUS_UNSUPPORTED, "params");
+    // Every factor of the scratch size past what int64 bytes hold (under UBSan in CI: no wrap on the way).
+    const int64_t big = INT64_MAX / 2;
+    for (const std::vector<int64_t>& counts : std::vector<std::vector<int64_t>>{
+             {INT64_MAX, INT64_MAX, 1, 1}, {big, 2, 1, 1}, {1, big, 1, 1}, {1, 1, INT64_MAX, 1}, {1, 1, 1, INT64_MAX},
+             {int64_t(1) << 31, int64_t(1) << 31, 1, int64_t(1) << 20}, {1, 1, INT64_MAX / 8, 1}}) {
+        INFO(counts[0] << " rows, topk " << counts[1] << ", " << counts[2] << " tokens, d_qk " << counts[3]);
+        CHECK_FAILS_WITH(backward_size(context, counts[0], counts[1], counts[2], counts[3], &bytes),
+                         DSA_STATUS_SHAPE_MISMATCH, "num_");
+    }
+    CHECK(backward_size(context, 0, 0, 0, 0, &bytes) == DSA_STATUS_SUCCESS);
+    CHECK(backward_size(context, 1 << 20, 2048, 1 << 20, 576, &bytes) == DSA_STATUS_SUCCESS);
+    CHECK(bytes > 0);
 }
 
 TEST_CASE("every *_params_init and context query rejects NULL, naming it") {

@@ -555,8 +555,9 @@ DSA_API dsa_status_t dsa_mla_cache_write(dsa_context_t* context, const dsa_tenso
  *  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the
  *  context's device (CUDA: a device buffer of one tile of logit rows, about 256 MB at most, and
  *  two int32 windows per tile row). Passing that much (or more) as `workspace` makes the call
- *  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a
- *  NULL context or bytes, or negative counts. */
+ *  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns
+ *  DSA_STATUS_INVALID_ARGUMENT for a NULL context or bytes, or negative counts, and
+ *  DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is then not written). */
 DSA_API dsa_status_t dsa_indexer_topk_workspace_size(const dsa_context_t* context, int64_t num_queries,
                                                      int64_t num_tokens, size_t* bytes);
 
@@ -605,7 +606,8 @@ DSA_API dsa_status_t dsa_indexer_topk_paged(dsa_context_t* context, const dsa_in
  *  query rows over num_tokens key tokens (paged: max_pages * 64) with k = topk_params->k
  *  (topk_params NULL: k = 2048): the selected indices plus the fused indexer + top-k scratch.
  *  Returns DSA_STATUS_INVALID_ARGUMENT for NULL context or bytes, negative counts or a bad
- *  topk_params. */
+ *  topk_params, and DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is
+ *  then not written). */
 DSA_API dsa_status_t dsa_attention_workspace_size(const dsa_context_t* context,
                                                   const dsa_topk_params_t* topk_params, int64_t num_queries,
                                                   int64_t num_tokens, size_t* bytes);
@@ -781,7 +783,10 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_params_init(dsa_sparse_attent
  *  device for num_queries query rows of topk indices each over num_tokens KV rows of d_qk
  *  values, with params->mode (params NULL: the defaults). Passing that much (or more) as
  *  `workspace` makes the call allocate no large buffer. Returns DSA_STATUS_INVALID_ARGUMENT for
- *  a NULL context or bytes, negative counts, or a bad params struct. */
+ *  a NULL context or bytes, negative counts, or a bad params struct (struct_size, an unknown
+ *  mode; scale is not read), DSA_STATUS_UNSUPPORTED for newer params fields, and
+ *  DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is then not
+ *  written). */
 DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
     const dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, int64_t num_queries,
     int64_t topk, int64_t num_tokens, int64_t d_qk, size_t* bytes);

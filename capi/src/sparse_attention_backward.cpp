@@ -46,8 +46,13 @@ dsa_status_t dsa_sparse_attention_backward_workspace_size(const dsa_context_t* c
         if (topk < 0 || d_qk < 0) return {StatusCode::invalid_argument, "topk, d_qk: must be >= 0"};
         SparseAttentionBackwardConfig config;
         DSA_TRY(read_config(params, &config));
-        *bytes = static_cast<size_t>(
-            sparse_attention_backward_workspace_bytes(*context->impl, config, num_queries, topk, num_tokens, d_qk));
+        DSA_TRY(check_sparse_attention_backward_mode(config.mode));
+        const int64_t needed =
+            sparse_attention_backward_workspace_bytes(*context->impl, config, num_queries, topk, num_tokens, d_qk);
+        if (needed < 0)
+            return {StatusCode::shape_mismatch,
+                    "num_queries, topk, num_tokens, d_qk: the workspace size does not fit int64 bytes"};
+        *bytes = static_cast<size_t>(needed);
         return Status::success();
     });
 }

@@ -154,9 +154,10 @@ Status indexer_loss(Context& context, const IndexerLossConfig& config, const Ten
     DSA_TRY(check_config(config, teacher_q != nullptr));
     if (config.mode == IndexerLossMode::dense && indices != nullptr)
         return {StatusCode::invalid_argument,
-                "indices: must be NULL in DSA_INDEXER_LOSS_DENSE mode (the set is the whole window)"};
+                "indices: must be NULL in DSA_INDEXER_LOSS_DENSE mode (params.mode, also the mode of NULL params; "
+                "the set is the whole window)"};
     if (config.mode == IndexerLossMode::sparse && indices == nullptr)
-        return {StatusCode::invalid_argument, "indices: is required in DSA_INDEXER_LOSS_SPARSE mode"};
+        return {StatusCode::invalid_argument, "indices: is required in DSA_INDEXER_LOSS_SPARSE mode (params.mode)"};
     DSA_TRY(check_arguments(context,
                             {{index_q, "index_q"}, {index_k, "index_k"}, {weights, "weights"}, {ks, "ks"}, {ke, "ke"}},
                             {{indices, "indices"}, {teacher_q, "teacher_q"}, {teacher_k, "teacher_k"},

@@ -1,6 +1,7 @@
 #include "sparse_attention_backward.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 
 #include "arguments.hpp"
@@ -13,18 +14,31 @@ Status check_config(const SparseAttentionBackwardConfig& config) {
         return {StatusCode::invalid_argument,
                 "params.scale: is required and must be finite and non-zero (the forward's scale), got " +
                     std::to_string(config.scale)};
-    if (config.mode != SparseAttentionBackwardMode::deterministic && config.mode != SparseAttentionBackwardMode::fast)
-        return {StatusCode::invalid_argument,
-                "params.mode: must be DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC (0) or _FAST (1), got " +
-                    std::to_string(static_cast<uint32_t>(config.mode))};
-    return Status::success();
+    return check_sparse_attention_backward_mode(config.mode);
 }
 
+// Whether every size the CPU derives from these counts fits int64: at most rows * topk entries
+// of round_up(d_qk, 8) floats, a token and an order slot each, (tokens + 1) offsets, and the
+// alignment of the four parts.
+bool scratch_fits_int64(int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk) {
+    constexpr int64_t kAlignmentSlack = 4 * 64;
+    int64_t entries = 0, bytes = 0;
+    if (__builtin_mul_overflow(rows, topk, &entries) || d_qk > (INT64_MAX - 12) / 4 - 8) return false;
+    const int64_t entry_bytes = (d_qk + 7) / 8 * 8 * 4 + 12;
+    return !__builtin_mul_overflow(entries, entry_bytes, &bytes) && tokens < (INT64_MAX - kAlignmentSlack - bytes) / 8;
+}
+
+// The size is checked whether or not a workspace is passed: the CPU derives its own scratch from it.
 Status check_workspace(const Context& context, const SparseAttentionBackwardProblem& p, Workspace workspace) {
+    const int64_t needed = sparse_attention_backward_workspace_bytes(context, p.config, p.rows, p.topk, p.tokens, p.d_qk);
+    if (needed < 0)
+        return {StatusCode::shape_mismatch, "indices: " + std::to_string(p.rows) + " rows of k = " +
+                                                std::to_string(p.topk) + " entries over " + std::to_string(p.tokens) +
+                                                " tokens of d_qk = " + std::to_string(p.d_qk) +
+                                                " need more scratch than int64 bytes count"};
     if (workspace.data == nullptr) return Status::success();
     if (reinterpret_cast<uintptr_t>(workspace.data) % 16 != 0)
         return {StatusCode::layout_unsupported, "workspace: must be aligned to 16 bytes"};
-    const int64_t needed = sparse_attention_backward_workspace_bytes(context, p.config, p.rows, p.topk, p.tokens, p.d_qk);
     if (workspace.bytes >= needed) return Status::success();
     return {StatusCode::workspace_too_small,
             "workspace: " + std::to_string(workspace.bytes) + " bytes given, " + std::to_string(needed) +
@@ -32,6 +46,14 @@ Status check_workspace(const Context& context, const SparseAttentionBackwardProb
 }
 
 }  // namespace
+
+Status check_sparse_attention_backward_mode(SparseAttentionBackwardMode mode) {
+    if (mode == SparseAttentionBackwardMode::deterministic || mode == SparseAttentionBackwardMode::fast)
+        return Status::success();
+    return {StatusCode::invalid_argument, "params.mode: must be DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC (0) or _FAST "
+                                          "(1), got " +
+                                              std::to_string(static_cast<uint32_t>(mode))};
+}
 
 void SparseAttentionBackwardProblem::entries(int64_t row, std::vector<int32_t>& entries) const {
     int64_t limit = topk;
@@ -48,6 +70,7 @@ void SparseAttentionBackwardProblem::entries(int64_t row, std::vector<int32_t>& 
 int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
                                                   int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk) {
     (void)config;  // both modes reduce the same way on the CPU
+    if (!scratch_fits_int64(rows, topk, tokens, d_qk)) return -1;
     if (context.device() != DeviceType::cpu) return 0;  // no CUDA backend yet
     return cpu::sparse_attention_backward_workspace_bytes(context, rows, topk, tokens, d_qk);
 }

@@ -39,7 +39,12 @@ struct SparseAttentionBackwardProblem {
     void entries(int64_t row, std::vector<int32_t>& entries) const;
 };
 
-// Scratch bytes of dsa_sparse_attention_backward on the context's device.
+// INVALID_ARGUMENT naming params.mode unless it is one of dsa.h's modes (the workspace query
+// takes it too).
+Status check_sparse_attention_backward_mode(SparseAttentionBackwardMode mode);
+
+// Scratch bytes of dsa_sparse_attention_backward on the context's device; -1 when the counts
+// (non-negative) make a size int64 cannot hold.
 int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
                                                   int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk);
 

@@ -40,9 +40,15 @@ def major_version():
 
 
 def dump(library, output):
+    """abidw of LIBRARY's exported interface, source paths relative to the checkout (so a baseline
+    does not depend on where it was built)."""
     subprocess.run(["abidw", "--headers-dir", HEADERS, "--drop-private-types", "--exported-interfaces-only",
                     "--no-corpus-path", "--no-show-locs", "--no-comp-dir-path", "--out-file", output, library],
                    check=True)
+    with open(output) as corpus:
+        text = corpus.read()
+    with open(output, "w") as corpus:
+        corpus.write(text.replace("path='%s/" % ROOT, "path='"))
 
 
 def incompatible_lines(report):

@@ -1143,8 +1143,9 @@ extern "C" {
     #[doc = "  num_queries query rows over num_tokens key tokens (S_kv; paged: max_pages * 64) on the"]
     #[doc = "  context's device (CUDA: a device buffer of one tile of logit rows, about 256 MB at most, and"]
     #[doc = "  two int32 windows per tile row). Passing that much (or more) as `workspace` makes the call"]
-    #[doc = "  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns DSA_STATUS_INVALID_ARGUMENT for a"]
-    #[doc = "  NULL context or bytes, or negative counts."]
+    #[doc = "  allocate nothing; the size does not depend on k, n_next or the hybrid options. Returns"]
+    #[doc = "  DSA_STATUS_INVALID_ARGUMENT for a NULL context or bytes, or negative counts, and"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is then not written)."]
     pub fn dsa_indexer_topk_workspace_size(
         context: *const dsa_context_t,
         num_queries: i64,
@@ -1218,7 +1219,8 @@ extern "C" {
     #[doc = "  query rows over num_tokens key tokens (paged: max_pages * 64) with k = topk_params->k"]
     #[doc = "  (topk_params NULL: k = 2048): the selected indices plus the fused indexer + top-k scratch."]
     #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT for NULL context or bytes, negative counts or a bad"]
-    #[doc = "  topk_params."]
+    #[doc = "  topk_params, and DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is"]
+    #[doc = "  then not written)."]
     pub fn dsa_attention_workspace_size(
         context: *const dsa_context_t,
         topk_params: *const dsa_topk_params_t,
@@ -1601,7 +1603,10 @@ extern "C" {
     #[doc = "  device for num_queries query rows of topk indices each over num_tokens KV rows of d_qk"]
     #[doc = "  values, with params->mode (params NULL: the defaults). Passing that much (or more) as"]
     #[doc = "  `workspace` makes the call allocate no large buffer. Returns DSA_STATUS_INVALID_ARGUMENT for"]
-    #[doc = "  a NULL context or bytes, negative counts, or a bad params struct."]
+    #[doc = "  a NULL context or bytes, negative counts, or a bad params struct (struct_size, an unknown"]
+    #[doc = "  mode; scale is not read), DSA_STATUS_UNSUPPORTED for newer params fields, and"]
+    #[doc = "  DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is then not"]
+    #[doc = "  written)."]
     pub fn dsa_sparse_attention_backward_workspace_size(
         context: *const dsa_context_t,
         params: *const dsa_sparse_attention_backward_params_t,
