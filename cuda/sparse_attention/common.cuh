@@ -68,12 +68,17 @@ __device__ __forceinline__ int64_t entry_offset(const Arguments& a, int64_t slot
     return (slot / a.page_size) * a.page_stride + (slot % a.page_size) * a.token_stride;
 }
 
-// The entry offset of position `position` of a row's index list (-1: skipped), given the
-// row's first index element and the row's end of counted positions.
+// The slot at position `position` of a row's index list (-1 past the row's counted positions),
+// given the row's first index element and its end of counted positions.
+__device__ __forceinline__ int64_t position_slot(const Arguments& a, int64_t index_base, int64_t position,
+                                                 int64_t end) {
+    return position < end ? a.indices[index_base + position * a.index_stride] : -1;
+}
+
+// The entry offset of position `position` of a row's index list (-1: skipped).
 __device__ __forceinline__ int64_t position_offset(const Arguments& a, int64_t index_base, int64_t position,
                                                    int64_t end) {
-    if (position >= end) return -1;
-    return entry_offset(a, a.indices[index_base + position * a.index_stride]);
+    return entry_offset(a, position_slot(a, index_base, position, end));
 }
 
 // The work of one CTA: grid x enumerates (row, split, head group), head groups fastest so the

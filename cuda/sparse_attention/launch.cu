@@ -112,12 +112,12 @@ Arguments arguments_of(const SparseAttentionProblem& p) {
     return a;
 }
 
-// True when the sm_90a kernel may run: requested with DSA_CUDA_SM90_ATTENTION=1 (it is not yet
-// validated on hardware, see bench/NOTES.md), carried by this build, run by the device, and
-// compiled to the register count its setmaxnreg split assumes (else it would deadlock).
+// True when the sm_90a kernel may run: not switched off with DSA_CUDA_SM90_ATTENTION=0 (a switch
+// to compare with the generic kernel), carried by this build, run by the device, and compiled to
+// the register count its setmaxnreg split assumes (else it would deadlock).
 bool sm90_kernel_usable(const Context& context) {
-    const char* requested = std::getenv("DSA_CUDA_SM90_ATTENTION");
-    if (requested == nullptr || std::string_view(requested) != "1") return false;
+    const char* switched = std::getenv("DSA_CUDA_SM90_ATTENTION");
+    if (switched != nullptr && std::string_view(switched) == "0") return false;
     const DeviceProperties& device = context.properties();
     if (device.compute_major != 9 || device.compute_minor != 0) return false;
     if (std::string_view(DSA_CUDA_ARCHITECTURES).find("90a") == std::string_view::npos) return false;

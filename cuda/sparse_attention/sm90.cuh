@@ -44,7 +44,11 @@ static_assert(2 * kSm90ConsumerRegisters + kSm90ProducerRegisters == 3 * kSm90Re
               "setmaxnreg must not ask for more registers than the CTA holds");
 // Arrivals that complete a full barrier: 128 producer threads (data) + 1 (the mask).
 inline constexpr int kFullArrivals = 129;
-inline constexpr int kEmptyArrivals = 8;  // one per consumer warp
+// Every consumer thread arrives on an empty barrier: mbarrier.arrive releases only the arriving
+// thread's own accesses (its P stores, its wgmma reads), so one arrival per warp would leave the
+// producer's refill of that buffer unordered with the other lanes' (compute-sanitizer racecheck
+// reports it).
+inline constexpr int kEmptyArrivals = 256;
 
 // Named barriers (0 is __syncthreads).
 inline constexpr int kBarrierRowMax = 1;
@@ -256,13 +260,19 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
         asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kSm90ProducerRegisters));
         const int64_t index_base = a.index_rows.offset(item.row);
         const int lane_in_row = lane % 8;
+        // Every producer warp resolves all 64 entries of a block: lane l holds entries l and
+        // l + 32. The slots are read one block ahead, so their load latency hides behind the
+        // current block's gather instead of opening every block's chain of dependent loads.
+        int64_t slot_low = position_slot(a, index_base, item.begin + lane, item.end);
+        int64_t slot_high = position_slot(a, index_base, item.begin + lane + 32, item.end);
         for (int block = 0; block < blocks; ++block) {
             const int b = block % 2;
+            const int64_t offset_low = entry_offset(a, slot_low);
+            const int64_t offset_high = entry_offset(a, slot_high);
+            const int64_t next = item.begin + static_cast<int64_t>(block + 1) * kSm90Block + lane;
+            slot_low = position_slot(a, index_base, next, item.end);
+            slot_high = position_slot(a, index_base, next + 32, item.end);
             if (block >= 2) barrier_wait(empty(b), ((block / 2) - 1) & 1);
-            // Every producer warp resolves all 64 entries: lane l holds entries l and l + 32.
-            const int64_t first = item.begin + static_cast<int64_t>(block) * kSm90Block + lane;
-            const int64_t offset_low = position_offset(a, index_base, first, item.end);
-            const int64_t offset_high = position_offset(a, index_base, first + 32, item.end);
             const uint64_t mask = static_cast<uint64_t>(__ballot_sync(0xffffffffu, offset_low >= 0)) |
                                   (static_cast<uint64_t>(__ballot_sync(0xffffffffu, offset_high >= 0)) << 32);
             if (block == 0) {
@@ -350,8 +360,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
         const uint64_t mask = masks[b];
         const uint32_t tile = buffer(b);
         if (mask == 0) {  // nothing valid: both consumers skip alike
-            __syncwarp();
-            if (lane == 0) barrier_arrive(empty(b));
+            barrier_arrive(empty(b));
             continue;
         }
         const uint32_t mine = static_cast<uint32_t>(mask >> (32 * w));
@@ -451,8 +460,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
         wgmma_wait_all();
         pin_registers(o);
         pin_registers(p);
-        __syncwarp();
-        if (lane == 0) barrier_arrive(empty(b));
+        barrier_arrive(empty(b));
     }
 
     // Totals: this thread's columns -> the quad -> both consumers (same order in both).

@@ -1,7 +1,7 @@
 // CUDA sparse attention against the CPU path on the same inputs (the problems of the CPU tests:
 // poisoned padding and unused rows, invalid sentinels, sinks, topk_length): the generic mma.sync
-// kernel on every shape, the sm_90a wgmma kernel (opt-in: DSA_CUDA_SM90_ATTENTION=1) on 576/512
-// with H_q a multiple of 64, the split-k path, large grids, and repeatability.
+// kernel on every shape, the sm_90a wgmma kernel (the default on sm_90) on 576/512 with H_q a
+// multiple of 64, the split-k path, large grids, and repeatability.
 #include <cstdio>
 #include <cstdlib>
 
@@ -111,8 +111,8 @@ void check_against_cpu(const Problem& p) {
 
 void check_variants_against_cpu(const Problem& p) { for_each_variant(p, check_against_cpu); }
 
-// The cases of the sm_90a kernel's shapes (576/512, H_q a multiple of 64, aligned layouts); with
-// DSA_CUDA_SM90_ATTENTION unset the generic kernel runs them.
+// The cases of the sm_90a kernel's shapes (576/512, H_q a multiple of 64, aligned layouts): the
+// sm_90a kernel runs them on sm_90 unless a GenericKernel scope switches it off.
 void check_hopper_shapes() {
     for (int64_t heads : {64, 128}) {
         CAPTURE(heads);
@@ -175,10 +175,11 @@ void check_semantics(int64_t heads) {
     CHECK(std::count(empty.out.begin(), empty.out.end(), uint16_t{0}) == static_cast<std::ptrdiff_t>(empty.out.size()));
 }
 
-// Sets DSA_CUDA_SM90_ATTENTION=1 for a scope: 576/512 with H_q % 64 == 0 runs the wgmma kernel.
-struct Sm90Kernel {
-    Sm90Kernel() { REQUIRE(setenv("DSA_CUDA_SM90_ATTENTION", "1", 1) == 0); }
-    ~Sm90Kernel() { unsetenv("DSA_CUDA_SM90_ATTENTION"); }
+// Sets DSA_CUDA_SM90_ATTENTION=0 for a scope: the generic kernel runs every shape, the sm_90a
+// kernel's too.
+struct GenericKernel {
+    GenericKernel() { REQUIRE(setenv("DSA_CUDA_SM90_ATTENTION", "0", 1) == 0); }
+    ~GenericKernel() { unsetenv("DSA_CUDA_SM90_ATTENTION"); }
 };
 
 }  // namespace
@@ -236,8 +237,10 @@ TEST_CASE("CUDA paged FP8 equals the CPU and the dequantised-cache reference") {
         }
 }
 
-TEST_CASE("CUDA 576/512 with H_q a multiple of 64 (the generic kernel unless the sm_90a one is requested)") {
+TEST_CASE("CUDA generic kernel on the sm_90a kernel's shapes (DSA_CUDA_SM90_ATTENTION=0)") {
+    const GenericKernel generic;
     check_hopper_shapes();
+    check_repeatable({prefill(4, 128, 576, 512, 4000, 1000, 200), paged_fp8(1, 2, 128, 64, 4000, 2048, 203)});
 }
 
 TEST_CASE("CUDA split over the index list: few rows, long selections") {
@@ -257,8 +260,7 @@ TEST_CASE("CUDA results are bitwise identical run to run") {
                       prefill(5, 20, 72, 64, 300, 100, 202, true)});
 }
 
-TEST_CASE("CUDA sm_90a kernel (DSA_CUDA_SM90_ATTENTION=1) equals the CPU") {
-    const Sm90Kernel requested;
+TEST_CASE("CUDA kernel of the 576/512 shapes (sm_90a on sm_90) equals the CPU") {
     check_semantics(64);
     check_hopper_shapes();
     check_splits({paged_fp8(1, 1, 128, 64, 5000, 2048, 180), prefill(2, 64, 576, 512, 6000, 2048, 182)});
