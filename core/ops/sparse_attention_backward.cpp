@@ -69,10 +69,15 @@ void SparseAttentionBackwardProblem::entries(int64_t row, std::vector<int32_t>& 
 
 int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
                                                   int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk) {
-    (void)config;  // both modes reduce the same way on the CPU
     if (!scratch_fits_int64(rows, topk, tokens, d_qk)) return -1;
-    if (context.device() != DeviceType::cpu) return 0;  // no CUDA backend yet
-    return cpu::sparse_attention_backward_workspace_bytes(context, rows, topk, tokens, d_qk);
+    if (context.device() == DeviceType::cpu)  // both modes reduce the same way on the CPU
+        return cpu::sparse_attention_backward_workspace_bytes(context, rows, topk, tokens, d_qk);
+#ifdef DSA_HAVE_CUDA
+    return cuda::sparse_attention_backward_workspace_bytes(context, config, rows, topk, tokens, d_qk);
+#else
+    (void)config;
+    return 0;  // a CUDA context cannot exist in this build
+#endif
 }
 
 Status sparse_attention_backward(Context& context, const SparseAttentionBackwardConfig& config, const TensorView* q,
@@ -151,10 +156,10 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
     DSA_TRY(check_workspace(context, p, workspace));
 
     if (context.device() != DeviceType::cpu) {
-        (void)stream;
 #ifdef DSA_HAVE_CUDA
-        return {StatusCode::unsupported, "sparse_attention_backward: the CUDA backend of this op is not implemented yet"};
+        return cuda::sparse_attention_backward(context, p, workspace, stream);
 #else
+        (void)stream;
         return cuda_not_built();
 #endif
     }

@@ -61,6 +61,16 @@ int64_t sparse_attention_backward_workspace_bytes(const Context& context, int64_
 void sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& problem, void* workspace);
 }  // namespace cpu
 
+namespace cuda {
+// Scratch bytes of the CUDA backend (-1 when the device or CUB cannot size it; see dsa.h).
+int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
+                                                  int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk);
+// On the caller's stream, no host synchronisation; workspace: that many bytes or NULL (then
+// stream-ordered scratch).
+Status sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& problem, Workspace workspace,
+                                 Stream stream);
+}  // namespace cuda
+
 namespace reference {
 
 // The problem in float64 with contiguous row-major arrays, for finite differences.
