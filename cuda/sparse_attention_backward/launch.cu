@@ -16,6 +16,7 @@
 #include "../../core/ops/sparse_attention_backward.hpp"
 #include "../../core/stream_buffer.hpp"
 #include "../common/runtime.cuh"
+#include "../common/zero_rows.cuh"
 #include "row_backward.cuh"
 
 namespace dsa::cuda {
@@ -129,13 +130,6 @@ unsigned grid_for(int64_t items, int64_t per_cta) {
     return static_cast<unsigned>(std::clamp<int64_t>((items + per_cta - 1) / per_cta, 1, kMaxGrid));
 }
 
-__global__ void zero_rows_kernel(float* data, int64_t rows, int64_t columns, int64_t row_stride) {
-    const int64_t count = rows * columns;
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < count;
-         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
-        data[(i / columns) * row_stride + i % columns] = 0.0f;
-}
-
 // Sort input of a panel of `rows` rows: key = the entry's token (`tokens` when skipped), value =
 // the entry's number in the panel.
 __global__ void entry_keys_kernel(const __grid_constant__ Arguments a, int64_t rows, uint32_t* keys, uint32_t* order) {
@@ -223,8 +217,7 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
 
     Arguments a = arguments_of(p);
     a.row_contributes = p.has_d_attn_sink ? reinterpret_cast<int32_t*>(scratch + plan.flags) : nullptr;
-    zero_rows_kernel<<<grid_for(p.tokens * p.d_qk, 256), 256, 0, stream>>>(a.dkv, p.tokens, p.d_qk, a.dkv_row);
-    DSA_TRY(launch_status("sparse attention backward: zeroing dkv"));
+    DSA_TRY(zero_rows(a.dkv, p.tokens, p.d_qk, a.dkv_row, stream));
 
     if (plan.panel_entries == 0) {
         // FAST, or nothing to reduce (no rows, positions or tokens): atomics into dkv.
@@ -265,8 +258,7 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
             return {StatusCode::shape_mismatch, "attn_sink: " + std::to_string(p.heads) +
                                                     " heads exceed one CUDA launch (2^31 - 1 CTAs)"};
         if (p.rows == 0) {
-            zero_rows_kernel<<<1, 256, 0, stream>>>(p.d_attn_sink.as<float>(), p.heads, 1, p.d_attn_sink.strides[0]);
-            return launch_status("sparse attention backward: zeroing d_attn_sink");
+            return zero_rows(p.d_attn_sink.as<float>(), p.heads, 1, p.d_attn_sink.strides[0], stream);
         }
         sink_gradient_kernel<<<static_cast<unsigned>(p.heads), kThreads, 0, stream>>>(
             a, p.d_attn_sink.as<float>(), p.d_attn_sink.strides[0]);
