@@ -59,11 +59,17 @@ Status plan_scratch(const SparseAttentionBackwardConfig& config, int64_t rows, i
             return {StatusCode::unsupported, "indices: k = " + std::to_string(topk) +
                                                  " positions per row exceed the CUDA deterministic reduction (at most "
                                                  "2^31 - 1 entries per panel)"};
-        if (cub::DeviceRadixSort::SortPairs<uint32_t, uint32_t>(nullptr, s.sort_bytes, nullptr, nullptr, nullptr,
-                                                                nullptr, static_cast<int>(s.panel_entries), 0,
-                                                                key_bits(tokens)) != cudaSuccess) {
-            cudaGetLastError();
-            return {StatusCode::cuda_error, "sparse_attention_backward: the CUB radix sort's scratch query failed"};
+        // CUB's scratch for a full panel and for the last (shorter) one: the larger serves both.
+        const int64_t last_entries = (rows - (rows - 1) / s.panel_rows * s.panel_rows) * topk;
+        for (const int64_t entries : {s.panel_entries, last_entries}) {
+            size_t bytes = 0;
+            if (cub::DeviceRadixSort::SortPairs<uint32_t, uint32_t>(nullptr, bytes, nullptr, nullptr, nullptr, nullptr,
+                                                                    static_cast<int>(entries), 0,
+                                                                    key_bits(tokens)) != cudaSuccess) {
+                cudaGetLastError();
+                return {StatusCode::cuda_error, "sparse_attention_backward: the CUB radix sort's scratch query failed"};
+            }
+            s.sort_bytes = std::max(s.sort_bytes, bytes);
         }
         const int64_t list_bytes = align_part(s.panel_entries * 4), token_bytes = align_part(tokens * 4);
         s.contributions = s.bytes;
