@@ -800,7 +800,9 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_params_init(dsa_sparse_attent
  *  num_queries) rows and E = R * topk entries, 4 * E * d_qk (one contribution per entry),
  *  4 * 4 * E (sort keys and entry numbers, twice), 2 * 4 * num_tokens (each token's run of
  *  sorted entries) and CUB's radix-sort scratch for E pairs (0 when num_queries, topk or
- *  num_tokens is 0): about 1 GiB at DeepSeek shapes. */
+ *  num_tokens is 0): about 1 GiB at DeepSeek shapes. On CUDA the query may also return
+ *  DSA_STATUS_CUDA_ERROR (the device or CUB's size query failed) and DSA_STATUS_UNSUPPORTED
+ *  (DETERMINISTIC with topk beyond 2^31 - 1 positions per row). */
 DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
     const dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, int64_t num_queries,
     int64_t topk, int64_t num_tokens, int64_t d_qk, size_t* bytes);

@@ -187,12 +187,15 @@ Status launch_rows(const void* kernel, int64_t ctas, int smem, const Arguments& 
 
 }  // namespace
 
-int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
-                                                  int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk) {
+Status sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
+                                                 int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk,
+                                                 int64_t* bytes) {
     DeviceScope scope(context.device_id());
+    DSA_TRY(scope.status());
     ScratchPlan plan;
-    if (!scope.status().ok() || !plan_scratch(config, rows, topk, tokens, d_qk, &plan).ok()) return -1;
-    return plan.bytes;
+    DSA_TRY(plan_scratch(config, rows, topk, tokens, d_qk, &plan));
+    *bytes = plan.bytes;
+    return Status::success();
 }
 
 Status sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& p, Workspace workspace,

@@ -1620,7 +1620,9 @@ extern "C" {
     #[doc = "  num_queries) rows and E = R * topk entries, 4 * E * d_qk (one contribution per entry),"]
     #[doc = "  4 * 4 * E (sort keys and entry numbers, twice), 2 * 4 * num_tokens (each token's run of"]
     #[doc = "  sorted entries) and CUB's radix-sort scratch for E pairs (0 when num_queries, topk or"]
-    #[doc = "  num_tokens is 0): about 1 GiB at DeepSeek shapes."]
+    #[doc = "  num_tokens is 0): about 1 GiB at DeepSeek shapes. On CUDA the query may also return"]
+    #[doc = "  DSA_STATUS_CUDA_ERROR (the device or CUB's size query failed) and DSA_STATUS_UNSUPPORTED"]
+    #[doc = "  (DETERMINISTIC with topk beyond 2^31 - 1 positions per row)."]
     pub fn dsa_sparse_attention_backward_workspace_size(
         context: *const dsa_context_t,
         params: *const dsa_sparse_attention_backward_params_t,
