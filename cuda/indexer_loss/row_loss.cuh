@@ -23,6 +23,9 @@ namespace dsa::cuda::distillation {
 inline constexpr int kTile = 16;
 inline constexpr int kThreads = 128;
 inline constexpr int kWarps = kThreads / 32;
+// Row pitch of the [heads][kTile] score tiles (u, z): 4 mod 32 floats, so the MMA fragment
+// reads (lane pattern row g, column 2t, and its transpose) hit at most two lanes per bank.
+inline constexpr int kScorePitch = kTile + 4;
 
 struct Arguments {
     const void* q;
@@ -63,25 +66,28 @@ struct Arguments {
 };
 
 // Shared memory in floats: q and the dq accumulator (H_I rounded up to 16 rows of `width` =
-// D_I rounded up to 16), the key tile, u (later G), the teacher key tile (rebuilt teacher),
-// teacher scores of two head tiles, w and d_w, and per-entry values of the tile.
+// D_I rounded up to 16, `pitch` = width + 4 apart, as kScorePitch), the key tile, u (later G),
+// the teacher key tile (rebuilt teacher), teacher scores of two head tiles, w and d_w, and
+// per-entry values of the tile.
 struct SharedLayout {
-    int width, teacher_width, head_rows;
+    int width, pitch, teacher_width, teacher_pitch, head_rows;
     int q, dq, k, u, teacher_k, z, w, dw, logits, probs, g, tokens, floats;
 };
 
 __host__ __device__ inline SharedLayout shared_layout(int64_t heads, int64_t dim, int64_t teacher_dim, bool rebuilt) {
     SharedLayout s;
     s.width = static_cast<int>((dim + 15) / 16 * 16);
+    s.pitch = s.width + 4;
     s.teacher_width = rebuilt ? static_cast<int>((teacher_dim + 15) / 16 * 16) : 0;
+    s.teacher_pitch = rebuilt ? s.teacher_width + 4 : 0;
     s.head_rows = static_cast<int>((heads + 15) / 16 * 16);
     s.q = 0;
-    s.dq = s.q + s.head_rows * s.width;
-    s.k = s.dq + s.head_rows * s.width;
-    s.u = s.k + kTile * s.width;
-    s.teacher_k = s.u + s.head_rows * kTile;
-    s.z = s.teacher_k + kTile * s.teacher_width;
-    s.w = s.z + 2 * 16 * kTile;
+    s.dq = s.q + s.head_rows * s.pitch;
+    s.k = s.dq + s.head_rows * s.pitch;
+    s.u = s.k + kTile * s.pitch;
+    s.teacher_k = s.u + s.head_rows * kScorePitch;
+    s.z = s.teacher_k + kTile * s.teacher_pitch;
+    s.w = s.z + 2 * 16 * kScorePitch;
     s.dw = s.w + s.head_rows;
     s.logits = s.dw + s.head_rows;
     s.probs = s.logits + kTile;
@@ -128,11 +134,12 @@ __device__ __forceinline__ Tiles tiles_of(float* smem, const Arguments& a) {
 
 // q (zero padded), w, and zeroed dq and d_w of the row.
 __device__ __forceinline__ void load_row(const Arguments& a, int64_t row, const Tiles& t) {
-    const int width = t.layout.width;
+    const int width = t.layout.width, pitch = t.layout.pitch;
     for (int i = threadIdx.x; i < t.layout.head_rows * width; i += kThreads) {
         const int h = i / width, c = i % width;
-        t.q[i] = h < a.heads && c < a.dim ? load_value(a.q, a.q_bf16, row * a.q_row + h * a.q_head + c) : 0.0f;
-        t.dq[i] = 0.0f;
+        t.q[h * pitch + c] =
+            h < a.heads && c < a.dim ? load_value(a.q, a.q_bf16, row * a.q_row + h * a.q_head + c) : 0.0f;
+        t.dq[h * pitch + c] = 0.0f;
     }
     for (int h = threadIdx.x; h < t.layout.head_rows; h += kThreads) {
         t.w[h] = h < a.heads ? load_value(a.weights, a.weights_bf16, row * a.weight_row + h * a.weight_head) : 0.0f;
@@ -144,28 +151,29 @@ __device__ __forceinline__ void load_row(const Arguments& a, int64_t row, const 
 template <bool Split>
 __device__ __forceinline__ void score_student(const Arguments& a, int64_t row, const RowEntries& e, int64_t first,
                                               const Tiles& t) {
-    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width;
+    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width, pitch = t.layout.pitch;
     if (tid < kTile) t.tokens[tid] = entry_token(a, row, e, first + tid);
     __syncthreads();
     for (int i = tid; i < kTile * width; i += kThreads) {
         const int j = i / width, c = i % width;
         const int32_t token = t.tokens[j];
-        t.k[i] = token >= 0 && c < a.dim ? load_value(a.k, a.k_bf16, token * a.k_row + c) : 0.0f;
+        t.k[j * pitch + c] = token >= 0 && c < a.dim ? load_value(a.k, a.k_bf16, token * a.k_row + c) : 0.0f;
     }
     __syncthreads();
     for (int item = warp; item < t.layout.head_rows / 16 * 2; item += kWarps) {
         const int head0 = item / 2 * 16, column = item % 2 * 8;
         float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
         warp_product<Split>(
-            acc, [&](int r, int c) { return t.q[(head0 + r) * width + c]; },
-            [&](int c, int n) { return t.k[(column + n) * width + c]; }, width / 16);
-        for (int i = 0; i < 4; ++i) t.u[(head0 + accumulator_row(i)) * kTile + column + accumulator_column(i)] = acc[i];
+            acc, [&](int r, int c) { return t.q[(head0 + r) * pitch + c]; },
+            [&](int c, int n) { return t.k[(column + n) * pitch + c]; }, width / 16);
+        for (int i = 0; i < 4; ++i)
+            t.u[(head0 + accumulator_row(i)) * kScorePitch + column + accumulator_column(i)] = acc[i];
     }
     __syncthreads();
     if (tid < kTile) {
         float logit = 0.0f;
         for (int h = 0; h < a.heads; ++h) {
-            const float u = t.u[h * kTile + tid];
+            const float u = t.u[h * kScorePitch + tid];
             logit += t.w[h] * (u < 0.0f ? 0.0f : u);
         }
         t.logits[tid] = logit;
@@ -174,21 +182,22 @@ __device__ __forceinline__ void score_student(const Arguments& a, int64_t row, c
 }
 
 // For each kv head and each pair of head tiles of it: z = teacher_q.teacher_k^T of the tile's
-// entries into t.z ([2][16][kTile], tile p holding heads first_head(p) + r, r < chunk_heads),
+// entries into t.z ([2][16] rows of kScorePitch, tile p holding heads first_head(p) + r,
+// r < chunk_heads),
 // then use(first_head of tile 0, tiles in this pair) between barriers.
 template <bool Split, typename Use>
 __device__ __forceinline__ void score_teacher(const Arguments& a, int64_t row, const Tiles& t, const Use& use) {
-    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.teacher_width;
+    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.teacher_width, pitch = t.layout.teacher_pitch;
     const int64_t group_heads = a.teacher_heads / a.teacher_kv_heads;
     const int m = a.chunk_heads;
     for (int64_t group = 0; group < a.teacher_kv_heads; ++group) {
         for (int i = tid; i < kTile * width; i += kThreads) {
             const int j = i / width, c = i % width;
             const int32_t token = t.tokens[j];
-            t.teacher_k[i] = token >= 0 && c < a.teacher_dim
-                                 ? load_value(a.teacher_k, a.teacher_k_bf16,
-                                              token * a.teacher_k_row + group * a.teacher_k_head + c)
-                                 : 0.0f;
+            t.teacher_k[j * pitch + c] =
+                token >= 0 && c < a.teacher_dim
+                    ? load_value(a.teacher_k, a.teacher_k_bf16, token * a.teacher_k_row + group * a.teacher_k_head + c)
+                    : 0.0f;
         }
         __syncthreads();
         for (int64_t first = 0; first < group_heads; first += 2 * m) {
@@ -204,9 +213,9 @@ __device__ __forceinline__ void score_teacher(const Arguments& a, int64_t row, c
                                                 row * a.teacher_q_row + (head0 + r) * a.teacher_q_head + c)
                                    : 0.0f;
                     },
-                    [&](int c, int n) { return t.teacher_k[(column + n) * width + c]; }, width / 16);
+                    [&](int c, int n) { return t.teacher_k[(column + n) * pitch + c]; }, width / 16);
                 for (int i = 0; i < 4; ++i)
-                    t.z[(pair * 16 + accumulator_row(i)) * kTile + column + accumulator_column(i)] = acc[i];
+                    t.z[(pair * 16 + accumulator_row(i)) * kScorePitch + column + accumulator_column(i)] = acc[i];
             }
             __syncthreads();
             use(group * group_heads + first, first + m < group_heads ? 2 : 1);
@@ -270,7 +279,7 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
                 if (tid >= 16 * tiles || tid % 16 >= a.chunk_heads) return;
                 float2* stats = a.teacher_stats + row * a.teacher_heads + first_head + tid / 16 * a.chunk_heads + tid % 16;
                 float2 value = *stats;
-                update_log_sum_exp(t.z + tid * kTile, a.teacher_scale, t.tokens, value);
+                update_log_sum_exp(t.z + tid * kScorePitch, a.teacher_scale, t.tokens, value);
                 *stats = value;
             });
         __syncthreads();
@@ -298,7 +307,8 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
     __shared__ double kl;
     const Tiles t = tiles_of(smem, a);
     const int64_t row = blockIdx.x;
-    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width, head_rows = t.layout.head_rows;
+    const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width, pitch = t.layout.pitch;
+    const int head_rows = t.layout.head_rows;
     const RowEntries e = row_entries(a, row);
     const bool rebuilt = a.teacher_probs == nullptr;
     const bool active = a.active[row] != 0;
@@ -322,7 +332,8 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
                 for (int p = 0; p < tiles; ++p)
                     for (int r = 0; r < a.chunk_heads; ++r) {
                         const float2 stats = a.teacher_stats[row * a.teacher_heads + first_head + p * a.chunk_heads + r];
-                        sum += expf(a.teacher_scale * t.z[(p * 16 + r) * kTile + tid] - (stats.x + logf(stats.y)));
+                        sum += expf(a.teacher_scale * t.z[(p * 16 + r) * kScorePitch + tid] -
+                                    (stats.x + logf(stats.y)));
                     }
                 t.probs[tid] = sum;
             });
@@ -343,7 +354,7 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
         __syncthreads();
         // d_w, then u becomes G = g w [u > 0] (each head row owned by one thread).
         for (int h = tid; h < head_rows; h += kThreads) {
-            float* u = t.u + h * kTile;
+            float* u = t.u + h * kScorePitch;
             float sum = 0.0f;
             for (int j = 0; j < kTile; ++j) sum += t.g[j] * (u[j] < 0.0f ? 0.0f : u[j]);
             t.dw[h] += sum;
@@ -354,19 +365,19 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
         for (int item = warp; item < head_rows / 16 * (width / 8); item += kWarps) {
             const int head0 = item / (width / 8) * 16, column = item % (width / 8) * 8;
             float acc[4];
-            for (int i = 0; i < 4; ++i) acc[i] = t.dq[(head0 + accumulator_row(i)) * width + column + accumulator_column(i)];
+            for (int i = 0; i < 4; ++i) acc[i] = t.dq[(head0 + accumulator_row(i)) * pitch + column + accumulator_column(i)];
             warp_product<true>(
-                acc, [&](int r, int j) { return t.u[(head0 + r) * kTile + j]; },
-                [&](int j, int n) { return t.k[j * width + column + n]; }, 1);
-            for (int i = 0; i < 4; ++i) t.dq[(head0 + accumulator_row(i)) * width + column + accumulator_column(i)] = acc[i];
+                acc, [&](int r, int j) { return t.u[(head0 + r) * kScorePitch + j]; },
+                [&](int j, int n) { return t.k[j * pitch + column + n]; }, 1);
+            for (int i = 0; i < 4; ++i) t.dq[(head0 + accumulator_row(i)) * pitch + column + accumulator_column(i)] = acc[i];
         }
         if (a.d_k != nullptr)
             for (int block = warp; block < width / 8; block += kWarps) {
                 const int column = block * 8;
                 float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                 warp_product<true>(
-                    acc, [&](int j, int h) { return t.u[h * kTile + j]; },
-                    [&](int h, int n) { return t.q[h * width + column + n]; }, head_rows / 16);
+                    acc, [&](int j, int h) { return t.u[h * kScorePitch + j]; },
+                    [&](int h, int n) { return t.q[h * pitch + column + n]; }, head_rows / 16);
                 for (int i = 0; i < 4; ++i) {
                     const int32_t token = t.tokens[accumulator_row(i)];
                     const int64_t c = column + accumulator_column(i);
@@ -379,7 +390,7 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
     if (a.d_q != nullptr)
         for (int i = tid; i < head_rows * width; i += kThreads) {
             const int h = i / width, c = i % width;
-            if (h < a.heads && c < a.dim) a.d_q[row * a.d_q_row + h * a.d_q_head + c] = t.dq[i];
+            if (h < a.heads && c < a.dim) a.d_q[row * a.d_q_row + h * a.d_q_head + c] = t.dq[h * pitch + c];
         }
     if (a.d_w != nullptr)
         for (int h = tid; h < a.heads; h += kThreads) a.d_w[row * a.d_w_row + h] = t.dw[h];

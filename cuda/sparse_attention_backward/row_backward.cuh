@@ -25,6 +25,9 @@ inline constexpr int kHeadTile = 16;
 inline constexpr int kEntryTile = 16;
 inline constexpr int kThreads = 128;
 inline constexpr int kWarps = kThreads / 32;
+// Row pitch of the 16 x 16 P and dS tiles: 4 mod 32 floats, so the MMA fragment reads (lane
+// pattern row g, column 2t, and its transpose) hit at most two lanes per bank.
+inline constexpr int kScorePitch = kEntryTile + 4;
 
 // Pointers, element strides and sizes of one call (resolved from the validated problem).
 struct Arguments {
@@ -91,22 +94,23 @@ __device__ __forceinline__ float output_gradient_dot(const Arguments& a, int64_t
 }
 
 // Shared memory of the kernel, in floats: Q, dOut, the KV tile and the dq accumulator (16 rows
-// of `width` = d_qk rounded up to 16, zero padded each), P and dS (16 x 16), L and D per head,
-// the tile's tokens.
+// of `width` = d_qk rounded up to 16, zero padded each, `pitch` = width + 4 apart for the same
+// bank spread as kScorePitch), P and dS (16 x 16), L and D per head, the tile's tokens.
 struct SharedLayout {
-    int width, q, dout, kv, dq, probs, grads, normaliser, delta, tokens, flags, floats;
+    int width, pitch, q, dout, kv, dq, probs, grads, normaliser, delta, tokens, flags, floats;
 };
 
 __host__ __device__ inline SharedLayout shared_layout(int64_t d_qk) {
     SharedLayout s;
     s.width = static_cast<int>((d_qk + 15) / 16 * 16);
+    s.pitch = s.width + 4;
     s.q = 0;
-    s.dout = s.q + kHeadTile * s.width;
-    s.kv = s.dout + kHeadTile * s.width;
-    s.dq = s.kv + kEntryTile * s.width;
-    s.probs = s.dq + kHeadTile * s.width;
-    s.grads = s.probs + kHeadTile * kEntryTile;
-    s.normaliser = s.grads + kHeadTile * kEntryTile;
+    s.dout = s.q + kHeadTile * s.pitch;
+    s.kv = s.dout + kHeadTile * s.pitch;
+    s.dq = s.kv + kEntryTile * s.pitch;
+    s.probs = s.dq + kHeadTile * s.pitch;
+    s.grads = s.probs + kHeadTile * kScorePitch;
+    s.normaliser = s.grads + kHeadTile * kScorePitch;
     s.delta = s.normaliser + kHeadTile;
     s.tokens = s.delta + kHeadTile;
     s.flags = s.tokens + kEntryTile;
@@ -118,7 +122,7 @@ template <bool Split>
 __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_constant__ Arguments a) {
     extern __shared__ __align__(16) float smem[];
     const SharedLayout layout = shared_layout(a.d_qk);
-    const int width = layout.width;
+    const int width = layout.width, pitch = layout.pitch;
     float* const q_tile = smem + layout.q;
     float* const dout_tile = smem + layout.dout;
     float* const kv_tile = smem + layout.kv;
@@ -142,10 +146,11 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
             const int h = i / width, c = i % width;
             const int64_t head = first_head + h;
             const bool real = head < a.heads;
-            q_tile[i] = real && c < a.d_qk ? load_value(a.q, a.q_bf16, row * a.q_row + head * a.q_head + c) : 0.0f;
-            dout_tile[i] =
+            q_tile[h * pitch + c] =
+                real && c < a.d_qk ? load_value(a.q, a.q_bf16, row * a.q_row + head * a.q_head + c) : 0.0f;
+            dout_tile[h * pitch + c] =
                 real && c < a.d_v ? load_value(a.dout, a.dout_bf16, row * a.dout_row + head * a.dout_head + c) : 0.0f;
-            dq_tile[i] = 0.0f;
+            dq_tile[h * pitch + c] = 0.0f;
         }
         for (int h = warp; h < kHeadTile; h += kWarps) {
             const int64_t head = first_head + h;
@@ -168,7 +173,8 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
             for (int i = tid; i < kEntryTile * width; i += kThreads) {
                 const int j = i / width, c = i % width;
                 const int32_t token = tokens[j];
-                kv_tile[i] = token >= 0 && c < a.d_qk ? load_value(a.kv, a.kv_bf16, token * a.kv_row + c) : 0.0f;
+                kv_tile[j * pitch + c] =
+                    token >= 0 && c < a.d_qk ? load_value(a.kv, a.kv_bf16, token * a.kv_row + c) : 0.0f;
             }
             __syncthreads();
 
@@ -179,42 +185,44 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
                 const float* left = scores ? q_tile : dout_tile;
                 float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                 warp_product<Split>(
-                    acc, [&](int r, int k) { return left[r * width + k]; },
-                    [&](int k, int n) { return kv_tile[(block * 8 + n) * width + k]; },
+                    acc, [&](int r, int k) { return left[r * pitch + k]; },
+                    [&](int k, int n) { return kv_tile[(block * 8 + n) * pitch + k]; },
                     scores ? width / 16 : value_steps);
                 for (int i = 0; i < 4; ++i) {
                     const int r = accumulator_row(i), n = block * 8 + accumulator_column(i);
                     if (scores)
-                        probs[r * kEntryTile + n] = tokens[n] >= 0 && normaliser[r] != INFINITY
+                        probs[r * kScorePitch + n] = tokens[n] >= 0 && normaliser[r] != INFINITY
                                                         ? expf(a.scale * acc[i] - normaliser[r])
                                                         : 0.0f;
                     else
-                        grads[r * kEntryTile + n] = acc[i];
+                        grads[r * kScorePitch + n] = acc[i];
                 }
             }
             __syncthreads();
-            for (int i = tid; i < kHeadTile * kEntryTile; i += kThreads)
-                grads[i] = a.scale * probs[i] * (grads[i] - delta[i / kEntryTile]);
+            for (int i = tid; i < kHeadTile * kEntryTile; i += kThreads) {
+                const int h = i / kEntryTile, at = h * kScorePitch + i % kEntryTile;
+                grads[at] = a.scale * probs[at] * (grads[at] - delta[h]);
+            }
             __syncthreads();
 
             // Each warp owns 8-column blocks: dq += dS.K there, and the entries' dkv there.
             for (int block = warp; block < width / 8; block += kWarps) {
                 const int column = block * 8;
                 float dq_part[4];
-                for (int i = 0; i < 4; ++i) dq_part[i] = dq_tile[accumulator_row(i) * width + column + accumulator_column(i)];
+                for (int i = 0; i < 4; ++i) dq_part[i] = dq_tile[accumulator_row(i) * pitch + column + accumulator_column(i)];
                 warp_product<Split>(
-                    dq_part, [&](int r, int k) { return grads[r * kEntryTile + k]; },
-                    [&](int k, int n) { return kv_tile[k * width + column + n]; }, 1);
-                for (int i = 0; i < 4; ++i) dq_tile[accumulator_row(i) * width + column + accumulator_column(i)] = dq_part[i];
+                    dq_part, [&](int r, int k) { return grads[r * kScorePitch + k]; },
+                    [&](int k, int n) { return kv_tile[k * pitch + column + n]; }, 1);
+                for (int i = 0; i < 4; ++i) dq_tile[accumulator_row(i) * pitch + column + accumulator_column(i)] = dq_part[i];
 
                 float dkv_part[4] = {0.0f, 0.0f, 0.0f, 0.0f};
                 warp_product<Split>(
-                    dkv_part, [&](int r, int k) { return grads[k * kEntryTile + r]; },
-                    [&](int k, int n) { return q_tile[k * width + column + n]; }, 1);
+                    dkv_part, [&](int r, int k) { return grads[k * kScorePitch + r]; },
+                    [&](int k, int n) { return q_tile[k * pitch + column + n]; }, 1);
                 if (column < a.d_v)
                     warp_product<Split>(
-                        dkv_part, [&](int r, int k) { return probs[k * kEntryTile + r]; },
-                        [&](int k, int n) { return dout_tile[k * width + column + n]; }, 1);
+                        dkv_part, [&](int r, int k) { return probs[k * kScorePitch + r]; },
+                        [&](int k, int n) { return dout_tile[k * pitch + column + n]; }, 1);
                 for (int i = 0; i < 4; ++i) {
                     const int entry = accumulator_row(i);
                     const int64_t c = column + accumulator_column(i);
@@ -237,9 +245,9 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
             if (head >= a.heads || c >= a.d_qk) continue;
             const int64_t offset = row * a.dq_row + head * a.dq_head + c;
             if (a.dq_bf16)
-                static_cast<uint16_t*>(a.dq)[offset] = float_to_bf16(dq_tile[i]);
+                static_cast<uint16_t*>(a.dq)[offset] = float_to_bf16(dq_tile[h * pitch + c]);
             else
-                static_cast<float*>(a.dq)[offset] = dq_tile[i];
+                static_cast<float*>(a.dq)[offset] = dq_tile[h * pitch + c];
         }
         __syncthreads();
     }
