@@ -23,7 +23,59 @@ using namespace dsa_test;
 
 namespace {
 
-// Device copies of contiguous host tensors; outputs are copied back by download().
+// Elements a tensor's strides span (0 for an empty tensor).
+size_t span_elements(const dsa_tensor_t& tensor) {
+    size_t span = 1;
+    for (int axis = 0; axis < tensor.ndim; ++axis) {
+        if (tensor.shape[axis] == 0) return 0;
+        span += static_cast<size_t>((tensor.shape[axis] - 1) * tensor.strides[axis]);
+    }
+    return span;
+}
+
+// A host copy of a contiguous tensor laid out with `strides` (elements); padding filled with
+// `fill` bytes. contiguous() reads the values back in row-major order.
+struct Restrided {
+    std::vector<uint8_t> bytes;
+    dsa_tensor_t tensor;
+
+    Restrided(const dsa_tensor_t& source, std::initializer_list<int64_t> strides, uint8_t fill) : tensor(source) {
+        int axis = 0;
+        for (int64_t stride : strides) tensor.strides[axis++] = stride;
+        bytes.assign(span_elements(tensor) * element(), fill);
+        tensor.data = bytes.data();
+        for (size_t index = 0; index < count(); ++index)
+            std::memcpy(bytes.data() + offset(index) * element(),
+                        static_cast<const uint8_t*>(source.data) + index * element(), element());
+    }
+    template <typename T>
+    std::vector<T> contiguous() const {
+        std::vector<T> values(count());
+        for (size_t index = 0; index < count(); ++index)
+            std::memcpy(&values[index], bytes.data() + offset(index) * element(), element());
+        return values;
+    }
+
+private:
+    size_t element() const { return dsa_dtype_size(tensor.dtype); }
+    size_t count() const {
+        size_t elements = 1;
+        for (int axis = 0; axis < tensor.ndim; ++axis) elements *= static_cast<size_t>(tensor.shape[axis]);
+        return elements;
+    }
+    // The strided element offset of row-major element `index`.
+    size_t offset(size_t index) const {
+        size_t result = 0;
+        for (int axis = tensor.ndim - 1; axis >= 0; --axis) {
+            const size_t extent = static_cast<size_t>(tensor.shape[axis]);
+            result += index % extent * static_cast<size_t>(tensor.strides[axis]);
+            index /= extent;
+        }
+        return result;
+    }
+};
+
+// Device copies of host tensors (their strides' span); outputs are copied back by download().
 class Mirror {
 public:
     Mirror() = default;
@@ -52,8 +104,7 @@ private:
     };
 
     dsa_tensor_t copy(const dsa_tensor_t& host, bool output) {
-        size_t bytes = dsa_dtype_size(host.dtype);
-        for (int axis = 0; axis < host.ndim; ++axis) bytes *= static_cast<size_t>(host.shape[axis]);
+        const size_t bytes = span_elements(host) * dsa_dtype_size(host.dtype);
         void* device = nullptr;
         CUDA_REQUIRE(cudaMalloc(&device, bytes + 16));
         if (bytes > 0) CUDA_REQUIRE(cudaMemcpy(device, host.data, bytes, cudaMemcpyHostToDevice));
@@ -68,6 +119,18 @@ std::vector<double> widened(const std::vector<float>& values) { return {values.b
 
 bool any_nan(const std::vector<float>& values) {
     return std::any_of(values.begin(), values.end(), [](float v) { return std::isnan(v); });
+}
+
+// Every element of a strided f32 output outside its values still holds the 0xff poison bytes.
+bool padding_untouched(const Restrided& output) {
+    const size_t span = output.bytes.size() / 4;
+    size_t poisoned = 0;
+    for (size_t i = 0; i < span; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, output.bytes.data() + 4 * i, 4);
+        poisoned += bits == 0xffffffffu;
+    }
+    return poisoned == span - output.contiguous<float>().size();
 }
 
 // ---- sparse_attention_backward ---------------------------------------------------------------
@@ -214,6 +277,40 @@ TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward over several panels matc
     check_close(first.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
 }
 
+TEST_CASE("CUDA sparse_attention_backward honours strides: the contiguous bits, padding untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    backward::Case c = backward::make_case(19, 20, 72, 64, 50, 40, 123, DSA_DTYPE_BF16);
+    const backward::Gradients want = run_cuda(gpu, c);
+    backward::Gradients g(c);
+    const int64_t heads = c.heads, d_qk = c.d_qk, d_v = c.d_v;
+    const Restrided q(c.q_tensor(), {heads * (d_qk + 8), d_qk + 8, 1}, 0), kv(c.kv_tensor(), {d_qk + 16, 1}, 0),
+        indices(c.indices_tensor(), {c.topk + 3, 1}, 0), sink(c.sink_tensor(), {3}, 0),
+        lengths(c.lengths_tensor(), {2}, 0), out(c.out_tensor(), {heads * (d_v + 8), d_v + 8, 1}, 0),
+        lse(c.lse_tensor(), {1, c.rows}, 0), dout(c.dout_tensor(), {heads * (d_v + 4), d_v + 4, 1}, 0);
+    Restrided dq(view(g.dq.data(), {c.rows, heads, d_qk}, DSA_DTYPE_F32), {heads * (d_qk + 8), d_qk + 8, 1}, 0xff),
+        dkv(view(g.dkv.data(), {c.tokens, d_qk}, DSA_DTYPE_F32), {d_qk + 4, 1}, 0xff),
+        d_sink(view(g.d_sink.data(), {heads}, DSA_DTYPE_F32), {2}, 0xff);
+    {
+        Mirror m;
+        const dsa_sparse_attention_backward_params_t params = c.params();
+        const dsa_tensor_t q_d = m.input(q.tensor), kv_d = m.input(kv.tensor), indices_d = m.input(indices.tensor),
+                           sink_d = m.input(sink.tensor), lengths_d = m.input(lengths.tensor),
+                           out_d = m.input(out.tensor), lse_d = m.input(lse.tensor), dout_d = m.input(dout.tensor),
+                           dq_d = m.output(dq.tensor), dkv_d = m.output(dkv.tensor), d_sink_d = m.output(d_sink.tensor);
+        REQUIRE_MESSAGE(dsa_sparse_attention_backward(gpu, &params, &q_d, &kv_d, &indices_d, &sink_d, &lengths_d,
+                                                      &out_d, &lse_d, &dout_d, &dq_d, &dkv_d, &d_sink_d, nullptr, 0,
+                                                      nullptr) == DSA_STATUS_SUCCESS,
+                        dsa_last_error_message());
+        m.download();
+    }
+    CHECK(same_floats(dq.contiguous<float>(), want.dq));
+    CHECK(same_floats(dkv.contiguous<float>(), want.dkv));
+    CHECK(same_floats(d_sink.contiguous<float>(), want.d_sink));
+    CHECK(padding_untouched(dq));
+    CHECK(padding_untouched(dkv));
+    CHECK(padding_untouched(d_sink));
+}
+
 TEST_CASE("CUDA sparse_attention_backward: the workspace query and bad input; outputs untouched") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
     backward::Case c = backward::make_case(9, 4, 64, 32, 30, 12, 77, DSA_DTYPE_BF16);
@@ -298,6 +395,45 @@ TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQ
                     check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
                     for (int64_t t = 1; t < c.rows; t += 5) CHECK(got.row_loss[t] == 0.0f);  // empty windows
                 }
+}
+
+TEST_CASE("CUDA indexer_loss honours strides: the contiguous results, padding untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    distill::Case c = distill::make_case(DSA_INDEXER_LOSS_SPARSE, false, {23, 60, 8, 40, 6, 3, 24, 30}, 41);
+    distill::Outputs want(c);
+    REQUIRE_MESSAGE(call_cuda(gpu, c, want) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    distill::Outputs o(c);
+    const int64_t heads = c.heads, dim = c.dim, d = c.teacher_dim;
+    const Restrided q(c.q_tensor(), {heads * (dim + 4), dim + 4, 1}, 0), k(c.k_tensor(), {dim + 8, 1}, 0),
+        w(c.w_tensor(), {1, c.rows}, 0), ks(c.ks_tensor(), {2}, 0), ke(c.ke_tensor(), {3}, 0),
+        indices(c.indices_tensor(), {c.topk + 5, 1}, 0),
+        tq(c.teacher_q_tensor(), {c.teacher_heads * (d + 4), d + 4, 1}, 0),
+        tk(c.teacher_k_tensor(), {c.teacher_kv_heads * (d + 8), d + 8, 1}, 0);
+    Restrided row_loss(view(o.row_loss.data(), {c.rows}, DSA_DTYPE_F32), {2}, 0xff),
+        dq(view(o.d_index_q.data(), {c.rows, heads, dim}, DSA_DTYPE_F32), {heads * (dim + 4), dim + 4, 1}, 0xff),
+        dk(view(o.d_index_k.data(), {c.tokens, dim}, DSA_DTYPE_F32), {dim + 4, 1}, 0xff),
+        dw(view(o.d_weights.data(), {c.rows, heads}, DSA_DTYPE_F32), {heads + 3, 1}, 0xff);
+    {
+        Mirror m;
+        const dsa_indexer_loss_params_t params = c.params();
+        const dsa_tensor_t q_d = m.input(q.tensor), k_d = m.input(k.tensor), w_d = m.input(w.tensor),
+                           ks_d = m.input(ks.tensor), ke_d = m.input(ke.tensor), indices_d = m.input(indices.tensor),
+                           tq_d = m.input(tq.tensor), tk_d = m.input(tk.tensor),
+                           loss_d = m.output(view(&o.loss, {}, DSA_DTYPE_F32)), row_loss_d = m.output(row_loss.tensor),
+                           dq_d = m.output(dq.tensor), dk_d = m.output(dk.tensor), dw_d = m.output(dw.tensor);
+        REQUIRE_MESSAGE(dsa_indexer_loss(gpu, &params, &q_d, &k_d, &w_d, &ks_d, &ke_d, &indices_d, &tq_d, &tk_d,
+                                         nullptr, &loss_d, &row_loss_d, &dq_d, &dk_d, &dw_d,
+                                         nullptr) == DSA_STATUS_SUCCESS,
+                        dsa_last_error_message());
+        m.download();
+    }
+    // Row-local outputs are bitwise the contiguous ones; d_index_k adds by atomics.
+    CHECK(std::memcmp(&o.loss, &want.loss, sizeof(float)) == 0);
+    CHECK(same_floats(row_loss.contiguous<float>(), want.row_loss));
+    CHECK(same_floats(dq.contiguous<float>(), want.d_index_q));
+    CHECK(same_floats(dw.contiguous<float>(), want.d_weights));
+    check_close(dk.contiguous<float>(), widened(want.d_index_k), 1e-5, "d_index_k");
+    for (const Restrided* output : {&row_loss, &dq, &dk, &dw}) CHECK(padding_untouched(*output));
 }
 
 TEST_CASE("CUDA indexer_loss: inactive rows, empty problems and bad input; outputs untouched") {
