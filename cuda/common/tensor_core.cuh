@@ -3,7 +3,8 @@
 // or column-major, shared or global memory, f32 or bf16 sources, zero padding) without a
 // staging copy per layout. With Split, every f32 operand value x is carried as a bf16 high
 // part h = bf16(x) and a bf16 remainder l = bf16(x - h), and the product takes h*h + h*l + l*h
-// (three MMAs): about 16 mantissa bits per operand, near-f32 accuracy for f32 inputs.
+// (three MMAs): about 16 mantissa bits per operand, near-f32 accuracy for f32 inputs. Also the
+// f32/bf16 element load and the fixed-order warp sum the kernels built on it use.
 #pragma once
 
 #include <cuda_bf16.h>
