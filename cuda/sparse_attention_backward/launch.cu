@@ -55,6 +55,9 @@ Status plan_scratch(const SparseAttentionBackwardConfig& config, int64_t rows, i
     if (config.mode == SparseAttentionBackwardMode::deterministic && rows > 0 && topk > 0 && tokens > 0) {
         s.panel_rows = std::clamp<int64_t>(kPanelBytes / (4 * topk * d_qk), 1, rows);
         s.panel_entries = s.panel_rows * topk;
+        if (tokens > INT32_MAX)  // the sort keys are 32-bit tokens plus a sentinel
+            return {StatusCode::unsupported, "kv: " + std::to_string(tokens) +
+                                                 " tokens exceed the CUDA deterministic reduction (at most 2^31 - 1)"};
         if (s.panel_entries > INT32_MAX)
             return {StatusCode::unsupported, "indices: k = " + std::to_string(topk) +
                                                  " positions per row exceed the CUDA deterministic reduction (at most "
