@@ -150,7 +150,8 @@ Prepared indexer_loss(Bench& bench, const Shape& shape) {
 }
 
 // The backward of the sparse_attention case's shapes: q and kv bf16, dout bf16 random, out and
-// lse from the forward on the benchmarked device; dq and dkv f32.
+// lse from the forward on the benchmarked device; dq and dkv f32; mode=0 DETERMINISTIC, 1 FAST
+// (the same on the CPU).
 Prepared sparse_attention_backward(Bench& bench, const Shape& shape) {
     const int64_t rows = shape["S_q"], tokens = shape["S_kv"], k = shape["k"];
     struct State {
@@ -185,6 +186,7 @@ Prepared sparse_attention_backward(Bench& bench, const Shape& shape) {
     dsa_sparse_attention_backward_params_init(&s->params);
     s->params.scale = d.params.scale;
     s->params.d_v = d.params.d_v;
+    s->params.mode = shape["mode"] != 0 ? DSA_SPARSE_ATTENTION_BACKWARD_FAST : DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC;
     require_success(dsa_sparse_attention_backward_workspace_size(device.context(), &s->params, rows, k, tokens, d.d_qk,
                                                                  &s->workspace_bytes),
                     "dsa_sparse_attention_backward_workspace_size");
@@ -247,9 +249,10 @@ void add_training_ops(std::vector<Op>& ops) {
                    indexer_loss});
     ops.push_back({"sparse_attention_backward",
                    "dsa_sparse_attention_backward: dq and dkv of the sparse_attention prefill case (out and lse from "
-                   "the forward on the same device). FLOP executed: 2 * H_q * S_q * k * (3 * d_qk + 2 * d_v); bytes: "
-                   "unique KV rows + q, out, dout, lse, dq, dkv.",
-                   {{"S_q", 64}, {"S_kv", 4096}, {"H_q", 128}, {"k", 2048}, {"d_qk", 576}, {"d_v", 512}},
+                   "the forward on the same device; mode=0 DETERMINISTIC, 1 FAST). FLOP executed: 2 * H_q * S_q * k * "
+                   "(3 * d_qk + 2 * d_v) (Z, dP, dq, dkv's K and V parts); bytes: unique KV rows + q, out, dout, lse, "
+                   "dq, dkv.",
+                   {{"S_q", 64}, {"S_kv", 4096}, {"H_q", 128}, {"k", 2048}, {"d_qk", 576}, {"d_v", 512}, {"mode", 0}},
                    sparse_attention_backward});
 }
 

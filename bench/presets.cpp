@@ -25,7 +25,8 @@ const std::vector<Preset>& all_presets() {
           {"attention_paged", "B=2,s_q=2,context=500,H_q=16,k=64,fp8=1"},
           {"indexer_loss", "T=20,S=200,H_I=16,D_I=32,mode=0"},
           {"indexer_loss", "T=20,S=200,H_I=16,D_I=32,mode=1,k=50,teacher=1,H_q=8,d=64"},
-          {"sparse_attention_backward", "S_q=8,S_kv=300,H_q=16,k=64"}}},
+          {"sparse_attention_backward", "S_q=8,S_kv=300,H_q=16,k=64"},
+          {"sparse_attention_backward", "S_q=8,S_kv=300,H_q=20,k=64,mode=1"}}},
         {"deepseek",
          "DeepSeek-V3.2 shapes (indexer 64 x 128, k=2048, H_q=128, d 576/512, contexts 4K..128K, decode B=1..128): "
          "the GPU report",
@@ -76,7 +77,11 @@ const std::vector<Preset>& all_presets() {
           {"attention_paged", "B=1,s_q=1,context=131072,fp8=1"},
           {"indexer_loss", "T=4096,S=4096,mode=0,teacher=1"},
           {"indexer_loss", "T=4096,S=4096,mode=1,teacher=1"},
-          {"sparse_attention_backward", "S_q=4096,S_kv=32768"}}},
+          {"indexer_loss", "T=4096,S=4096,mode=1,teacher=0"},
+          {"sparse_attention_backward", "S_q=4096,S_kv=32768"},
+          {"sparse_attention_backward", "S_q=4096,S_kv=32768,mode=1"},
+          {"sparse_attention_backward", "S_q=4096,S_kv=32768,H_q=64,mode=1"},
+          {"sparse_attention_backward", "S_q=4096,S_kv=32768,H_q=16,mode=1"}}},
         {"tp",
          "tensor-parallel decode shards: FP8 sparse decode with H_q = 8/16/32/64 (B=128 and B=32, s_q=2, 32K "
          "context, k=2048)",

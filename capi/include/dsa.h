@@ -730,14 +730,22 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *  dense rows need 8 * threads * D_I * S bytes), never more than all the entries need; plus
  *  O(T + S) besides. params may be NULL only with teacher_probs
  *  (teacher_scale has no default).
+ *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): scores and gradients run
+ *  on bf16 tensor cores with f32 accumulation, f32 inputs as split bf16 pairs (near-f32 products);
+ *  results agree with the CPU to 1e-3 of each output's largest magnitude (tests/gpu). loss,
+ *  row_loss, d_index_q and d_weights are bitwise identical run to run; d_index_k is accumulated
+ *  with f32 atomics, so its last bits may vary. The call allocates stream-ordered device scratch
+ *  (cudaMallocAsync) of about 24 * T + 8 * T * H_q bytes. Shapes whose per-row tiles exceed the
+ *  device's shared memory (about 4 * (2 * H_I + 16) * D_I + 64 * d bytes, rounded up to 16)
+ *  return DSA_STATUS_UNSUPPORTED.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown
  *  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;
  *  teacher given in both or neither form, or only half of teacher_q / teacher_k; indices given
  *  in DENSE mode or missing in SPARSE mode), DSA_STATUS_SHAPE_MISMATCH (ranks, extents that
  *  disagree, H_I, D_I, H_q, d or H_kv of 0, H_kv not dividing H_q), DSA_STATUS_DTYPE_MISMATCH,
  *  DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlapping
- *  outputs), DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this op is not
- *  implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message names the
+ *  outputs), DSA_STATUS_UNSUPPORTED (CUDA: a shape beyond the device's shared memory; newer
+ *  params fields), DSA_STATUS_OUT_OF_MEMORY, DSA_STATUS_CUDA_ERROR. Every message names the
  *  argument. */
 DSA_API dsa_status_t dsa_indexer_loss(dsa_context_t* context, const dsa_indexer_loss_params_t* params,
                                       const dsa_tensor_t* index_q, const dsa_tensor_t* index_k,
@@ -757,8 +765,8 @@ DSA_API dsa_status_t dsa_indexer_loss(dsa_context_t* context, const dsa_indexer_
 /** How dsa_sparse_attention_backward reduces dkv, a scatter over tokens that many queries
  *  select. */
 typedef uint32_t dsa_sparse_attention_backward_mode_t;
-/** Bitwise reproducible: the same inputs give the same bits run to run and, on the CPU, for any
- *  thread count (default). */
+/** Bitwise reproducible: the same inputs give the same bits run to run (on CUDA whatever the
+ *  stream or workspace; on the CPU for any thread count) (default). */
 #define DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC 0
 /** The fastest reduction: on CUDA, f32 atomics (the order of additions may vary run to run);
  *  on the CPU the same as DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC. */
@@ -787,7 +795,15 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_params_init(dsa_sparse_attent
  *  a NULL context or bytes, negative counts, or a bad params struct (struct_size, an unknown
  *  mode; scale is not read), DSA_STATUS_UNSUPPORTED for newer params fields, and
  *  DSA_STATUS_SHAPE_MISMATCH when the size does not fit int64 bytes (*bytes is then not
- *  written). */
+ *  written).
+ *  On a CUDA context (every part rounded up to 256 bytes): FAST needs 4 * num_queries (a flag
+ *  per row); DETERMINISTIC adds, for panels of R = clamp(2^30 / (4 * topk * d_qk), 1,
+ *  num_queries) rows and E = R * topk entries, 4 * E * d_qk (one contribution per entry),
+ *  4 * 4 * E (sort keys and entry numbers, twice), 2 * 4 * num_tokens (each token's run of
+ *  sorted entries) and CUB's radix-sort scratch for E pairs (0 when num_queries, topk or
+ *  num_tokens is 0): about 1 GiB at DeepSeek shapes. On CUDA the query may also return
+ *  DSA_STATUS_CUDA_ERROR (the device or CUB's size query failed) and DSA_STATUS_UNSUPPORTED
+ *  (DETERMINISTIC with topk beyond 2^31 - 1 positions per row). */
 DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
     const dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, int64_t num_queries,
     int64_t topk, int64_t num_tokens, int64_t d_qk, size_t* bytes);
@@ -817,14 +833,25 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
  *  other stride is free. Outputs must not overlap each other or any input.
  *  mode: DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC gives bitwise identical results run to run
  *  (on the CPU also for any thread count); the CPU runs both modes deterministically.
- *  workspace: NULL (the call allocates host scratch for itself) or at least
- *  dsa_sparse_attention_backward_workspace_size bytes for these shapes, aligned to 16 bytes.
+ *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): one query row per CTA,
+ *  heads in groups of 16, products on bf16 tensor cores with f32 accumulation. With any of q,
+ *  kv, dout in f32 the operands are split bf16 pairs (near-f32) and results agree with the CPU
+ *  to 1e-3 of each output's largest magnitude; with all of them bf16, P and dS are rounded to
+ *  bf16 for the MMAs and the agreement is 2e-2 (tests/gpu). FAST adds dkv with f32 atomics
+ *  (last bits vary run to run); DETERMINISTIC writes each (row, position) contribution to the
+ *  workspace and adds them per token in ascending (row, position) order, a panel of rows at a
+ *  time. dq and d_attn_sink are computed the same way in both modes (fixed order, bitwise
+ *  stable). d_qk is limited by shared memory (about 256 * d_qk bytes per block: d_qk = 576
+ *  needs 150 KB) and otherwise answers DSA_STATUS_UNSUPPORTED.
+ *  workspace: NULL (the call allocates scratch for itself: host memory on the CPU,
+ *  stream-ordered device memory on CUDA) or at least dsa_sparse_attention_backward_workspace_size
+ *  bytes for these shapes, aligned to 16 bytes.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not
  *  finite, d_v outside [1, d_qk], unknown mode, bad struct_size, d_attn_sink without
  *  attn_sink), DSA_STATUS_SHAPE_MISMATCH, DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH,
  *  DSA_STATUS_LAYOUT_UNSUPPORTED (last strides, overlaps, a misaligned workspace),
- *  DSA_STATUS_WORKSPACE_TOO_SMALL, DSA_STATUS_UNSUPPORTED (CUDA tensors: the CUDA backend of this
- *  op is not implemented yet; newer params fields), DSA_STATUS_OUT_OF_MEMORY. Every message
+ *  DSA_STATUS_WORKSPACE_TOO_SMALL, DSA_STATUS_UNSUPPORTED (CUDA: d_qk beyond the device's shared
+ *  memory; newer params fields), DSA_STATUS_OUT_OF_MEMORY, DSA_STATUS_CUDA_ERROR. Every message
  *  names the argument. */
 DSA_API dsa_status_t dsa_sparse_attention_backward(
     dsa_context_t* context, const dsa_sparse_attention_backward_params_t* params, const dsa_tensor_t* q,

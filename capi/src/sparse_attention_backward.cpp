@@ -47,8 +47,9 @@ dsa_status_t dsa_sparse_attention_backward_workspace_size(const dsa_context_t* c
         SparseAttentionBackwardConfig config;
         DSA_TRY(read_config(params, &config));
         DSA_TRY(check_sparse_attention_backward_mode(config.mode));
-        const int64_t needed =
-            sparse_attention_backward_workspace_bytes(*context->impl, config, num_queries, topk, num_tokens, d_qk);
+        int64_t needed = 0;
+        DSA_TRY(sparse_attention_backward_workspace_bytes(*context->impl, config, num_queries, topk, num_tokens, d_qk,
+                                                          &needed));
         if (needed < 0)
             return {StatusCode::shape_mismatch,
                     "num_queries, topk, num_tokens, d_qk: the workspace size does not fit int64 bytes"};

@@ -207,10 +207,10 @@ Status indexer_loss(Context& context, const IndexerLossConfig& config, const Ten
     if (indices) p.indices = *indices;
 
     if (context.device() != DeviceType::cpu) {
-        (void)stream;
 #ifdef DSA_HAVE_CUDA
-        return {StatusCode::unsupported, "indexer_loss: the CUDA backend of this op is not implemented yet"};
+        return cuda::indexer_loss(context, p, stream);
 #else
+        (void)stream;
         return cuda_not_built();
 #endif
     }

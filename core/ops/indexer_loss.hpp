@@ -67,6 +67,10 @@ Status indexer_loss(Context& context, const IndexerLossConfig& config, const Ten
 namespace cpu {
 void indexer_loss(Context& context, const IndexerLossProblem& problem);
 }
+namespace cuda {
+// On the caller's stream, no host synchronisation; scratch is stream-ordered (cudaMallocAsync).
+Status indexer_loss(Context& context, const IndexerLossProblem& problem, Stream stream);
+}
 
 namespace reference {
 

@@ -30,7 +30,8 @@ bool scratch_fits_int64(int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk
 
 // The size is checked whether or not a workspace is passed: the CPU derives its own scratch from it.
 Status check_workspace(const Context& context, const SparseAttentionBackwardProblem& p, Workspace workspace) {
-    const int64_t needed = sparse_attention_backward_workspace_bytes(context, p.config, p.rows, p.topk, p.tokens, p.d_qk);
+    int64_t needed = 0;
+    DSA_TRY(sparse_attention_backward_workspace_bytes(context, p.config, p.rows, p.topk, p.tokens, p.d_qk, &needed));
     if (needed < 0)
         return {StatusCode::shape_mismatch, "indices: " + std::to_string(p.rows) + " rows of k = " +
                                                 std::to_string(p.topk) + " entries over " + std::to_string(p.tokens) +
@@ -67,12 +68,21 @@ void SparseAttentionBackwardProblem::entries(int64_t row, std::vector<int32_t>& 
         if (list[j] >= 0 && list[j] < tokens) entries.push_back(list[j]);
 }
 
-int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
-                                                  int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk) {
-    (void)config;  // both modes reduce the same way on the CPU
-    if (!scratch_fits_int64(rows, topk, tokens, d_qk)) return -1;
-    if (context.device() != DeviceType::cpu) return 0;  // no CUDA backend yet
-    return cpu::sparse_attention_backward_workspace_bytes(context, rows, topk, tokens, d_qk);
+Status sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
+                                                 int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk,
+                                                 int64_t* bytes) {
+    *bytes = -1;
+    if (!scratch_fits_int64(rows, topk, tokens, d_qk)) return Status::success();
+    if (context.device() == DeviceType::cpu) {  // both modes reduce the same way on the CPU
+        *bytes = cpu::sparse_attention_backward_workspace_bytes(context, rows, topk, tokens, d_qk);
+        return Status::success();
+    }
+#ifdef DSA_HAVE_CUDA
+    return cuda::sparse_attention_backward_workspace_bytes(context, config, rows, topk, tokens, d_qk, bytes);
+#else
+    (void)config;
+    return cuda_not_built();  // a CUDA context cannot exist in this build
+#endif
 }
 
 Status sparse_attention_backward(Context& context, const SparseAttentionBackwardConfig& config, const TensorView* q,
@@ -151,10 +161,10 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
     DSA_TRY(check_workspace(context, p, workspace));
 
     if (context.device() != DeviceType::cpu) {
-        (void)stream;
 #ifdef DSA_HAVE_CUDA
-        return {StatusCode::unsupported, "sparse_attention_backward: the CUDA backend of this op is not implemented yet"};
+        return cuda::sparse_attention_backward(context, p, workspace, stream);
 #else
+        (void)stream;
         return cuda_not_built();
 #endif
     }

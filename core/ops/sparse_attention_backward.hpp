@@ -43,10 +43,12 @@ struct SparseAttentionBackwardProblem {
 // takes it too).
 Status check_sparse_attention_backward_mode(SparseAttentionBackwardMode mode);
 
-// Scratch bytes of dsa_sparse_attention_backward on the context's device; -1 when the counts
-// (non-negative) make a size int64 cannot hold.
-int64_t sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
-                                                  int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk);
+// Scratch bytes of dsa_sparse_attention_backward on the context's device into *bytes; -1 when
+// the counts (non-negative) make a size int64 cannot hold (the callers name the arguments).
+// Returns the CUDA backend's sizing errors (its CUB query, a panel beyond 2^31 - 1 entries).
+Status sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
+                                                 int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk,
+                                                 int64_t* bytes);
 
 Status sparse_attention_backward(Context& context, const SparseAttentionBackwardConfig& config, const TensorView* q,
                                  const TensorView* kv, const TensorView* indices, const TensorView* attn_sink,
@@ -60,6 +62,17 @@ int64_t sparse_attention_backward_workspace_bytes(const Context& context, int64_
 // workspace: that many bytes (16-byte aligned), or NULL to allocate.
 void sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& problem, void* workspace);
 }  // namespace cpu
+
+namespace cuda {
+// Scratch bytes of the CUDA backend (dsa.h states the formula), for counts that fit int64.
+Status sparse_attention_backward_workspace_bytes(const Context& context, const SparseAttentionBackwardConfig& config,
+                                                 int64_t rows, int64_t topk, int64_t tokens, int64_t d_qk,
+                                                 int64_t* bytes);
+// On the caller's stream, no host synchronisation; workspace: that many bytes or NULL (then
+// stream-ordered scratch).
+Status sparse_attention_backward(Context& context, const SparseAttentionBackwardProblem& problem, Workspace workspace,
+                                 Stream stream);
+}  // namespace cuda
 
 namespace reference {
 

@@ -1,59 +1,471 @@
-// The training ops on a CUDA context: validated like on the CPU, then DSA_STATUS_UNSUPPORTED
-// with a message naming the op (their CUDA backends are not written yet); outputs untouched.
+// The training ops on CUDA against the CPU on the same inputs (the problem builders of the CPU
+// tests): dsa_sparse_attention_backward in both modes (f32 and bf16 inputs, f32 and bf16 dq,
+// invalid and repeated indices, rows without a valid index, topk_length, the sink and its
+// gradient, DeepSeek widths, head counts that are not multiples of 16), DETERMINISTIC bitwise
+// across runs, streams and workspaces; dsa_indexer_loss in both modes with both teacher forms,
+// f32 and bf16; the workspace query; bad input leaving the outputs untouched.
+//
+// Tolerances (max |CUDA - CPU| relative to the largest |CPU| value, check_close):
+//   sparse_attention_backward: 1e-3 with any f32 input (split bf16 products), 2e-2 with all
+//   inputs bf16 (P and dS are rounded to bf16 for the tensor cores); d_attn_sink 1e-3.
+//   indexer_loss: 1e-3 for the loss, row losses and every gradient.
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <memory>
 #include <string>
 
+#include "../indexer_loss_cases.hpp"
+#include "../sparse_attention_backward_cases.hpp"
 #include "gpu_support.hpp"
 
 using namespace dsa_test;
 
 namespace {
 
-// A CUDA tensor of `shape` over its own device buffer filled with `fill`.
-struct DeviceTensor {
-    std::vector<float> host;
-    DeviceBuffer<float> buffer;
+// Elements a tensor's strides span (0 for an empty tensor).
+size_t span_elements(const dsa_tensor_t& tensor) {
+    size_t span = 1;
+    for (int axis = 0; axis < tensor.ndim; ++axis) {
+        if (tensor.shape[axis] == 0) return 0;
+        span += static_cast<size_t>((tensor.shape[axis] - 1) * tensor.strides[axis]);
+    }
+    return span;
+}
+
+// A host copy of a contiguous tensor laid out with `strides` (elements); padding filled with
+// `fill` bytes. contiguous() reads the values back in row-major order.
+struct Restrided {
+    std::vector<uint8_t> bytes;
     dsa_tensor_t tensor;
-    DeviceTensor(std::initializer_list<int64_t> shape, dsa_dtype_t dtype, float fill)
-        : host(count(shape), fill), buffer(host), tensor(on_device(view(host.data(), shape, dtype), buffer.data)) {}
-    static size_t count(std::initializer_list<int64_t> shape) {
+
+    Restrided(const dsa_tensor_t& source, std::initializer_list<int64_t> strides, uint8_t fill) : tensor(source) {
+        int axis = 0;
+        for (int64_t stride : strides) tensor.strides[axis++] = stride;
+        bytes.assign(span_elements(tensor) * element(), fill);
+        tensor.data = bytes.data();
+        for (size_t index = 0; index < count(); ++index)
+            std::memcpy(bytes.data() + offset(index) * element(),
+                        static_cast<const uint8_t*>(source.data) + index * element(), element());
+    }
+    template <typename T>
+    std::vector<T> contiguous() const {
+        std::vector<T> values(count());
+        for (size_t index = 0; index < count(); ++index)
+            std::memcpy(&values[index], bytes.data() + offset(index) * element(), element());
+        return values;
+    }
+
+private:
+    size_t element() const { return dsa_dtype_size(tensor.dtype); }
+    size_t count() const {
         size_t elements = 1;
-        for (int64_t extent : shape) elements *= static_cast<size_t>(extent);
+        for (int axis = 0; axis < tensor.ndim; ++axis) elements *= static_cast<size_t>(tensor.shape[axis]);
         return elements;
     }
-    const dsa_tensor_t* get() const { return &tensor; }
-    bool untouched() const { return buffer.download() == host; }
+    // The strided element offset of row-major element `index`.
+    size_t offset(size_t index) const {
+        size_t result = 0;
+        for (int axis = tensor.ndim - 1; axis >= 0; --axis) {
+            const size_t extent = static_cast<size_t>(tensor.shape[axis]);
+            result += index % extent * static_cast<size_t>(tensor.strides[axis]);
+            index /= extent;
+        }
+        return result;
+    }
 };
 
-}  // namespace
+// Device copies of host tensors (their strides' span); outputs are copied back by download().
+class Mirror {
+public:
+    Mirror() = default;
+    Mirror(const Mirror&) = delete;
+    Mirror& operator=(const Mirror&) = delete;
+    ~Mirror() {
+        for (const Copy& copy : copies_) cudaFree(copy.device);
+    }
 
-TEST_CASE("indexer_loss and sparse_attention_backward answer UNSUPPORTED on CUDA tensors") {
-    Context gpu(0, DSA_DEVICE_CUDA, 0);
-    const int64_t T = 3, S = 8, H = 2, D = 4;
-    DeviceTensor index_q({T, H, D}, DSA_DTYPE_F32, 0.5f), index_k({S, D}, DSA_DTYPE_F32, 0.25f),
-        weights({T, H}, DSA_DTYPE_F32, 1.0f), ks({T}, DSA_DTYPE_I32, 0.0f), ke({T}, DSA_DTYPE_I32, 0.0f),
-        probs({T, S}, DSA_DTYPE_F32, 0.1f), loss({}, DSA_DTYPE_F32, 7.0f), d_index_k({S, D}, DSA_DTYPE_F32, 7.0f);
-    CHECK(dsa_indexer_loss(gpu, nullptr, index_q.get(), index_k.get(), weights.get(), ks.get(), ke.get(), nullptr,
-                           nullptr, nullptr, probs.get(), loss.get(), nullptr, nullptr, d_index_k.get(), nullptr,
-                           nullptr) == DSA_STATUS_UNSUPPORTED);
-    CHECK(std::string(dsa_last_error_message()).find("indexer_loss") != std::string::npos);
-    CHECK(loss.untouched());
-    CHECK(d_index_k.untouched());
+    dsa_tensor_t input(const dsa_tensor_t& host) { return copy(host, false); }
+    dsa_tensor_t output(const dsa_tensor_t& host) { return copy(host, true); }
 
-    const int64_t d_qk = 16, d_v = 8, k = 4;
-    DeviceTensor q({T, H, d_qk}, DSA_DTYPE_F32, 0.5f), kv({S, d_qk}, DSA_DTYPE_F32, 0.25f),
-        indices({T, k}, DSA_DTYPE_I32, 0.0f), out({T, H, d_v}, DSA_DTYPE_F32, 0.1f), lse({T, H}, DSA_DTYPE_F32, 1.0f),
-        dout({T, H, d_v}, DSA_DTYPE_F32, 0.2f), dq({T, H, d_qk}, DSA_DTYPE_F32, 7.0f), dkv({S, d_qk}, DSA_DTYPE_F32, 7.0f);
-    dsa_sparse_attention_backward_params_t params;
-    REQUIRE(dsa_sparse_attention_backward_params_init(&params) == DSA_STATUS_SUCCESS);
-    params.scale = 0.25f;
-    params.d_v = static_cast<int32_t>(d_v);
-    CHECK(dsa_sparse_attention_backward(gpu, &params, q.get(), kv.get(), indices.get(), nullptr, nullptr, out.get(),
-                                        lse.get(), dout.get(), dq.get(), dkv.get(), nullptr, nullptr, 0,
-                                        nullptr) == DSA_STATUS_UNSUPPORTED);
-    CHECK(std::string(dsa_last_error_message()).find("sparse_attention_backward") != std::string::npos);
-    CHECK(dq.untouched());
-    CHECK(dkv.untouched());
-    size_t bytes = 1;
-    CHECK(dsa_sparse_attention_backward_workspace_size(gpu, &params, T, k, S, d_qk, &bytes) == DSA_STATUS_SUCCESS);
-    CHECK(bytes == 0);
+    // Waits for the device and copies every output back into its host tensor.
+    void download() {
+        CUDA_REQUIRE(cudaDeviceSynchronize());
+        for (const Copy& copy : copies_)
+            if (copy.output) CUDA_REQUIRE(cudaMemcpy(copy.host, copy.device, copy.bytes, cudaMemcpyDeviceToHost));
+    }
+
+private:
+    struct Copy {
+        void* host;
+        void* device;
+        size_t bytes;
+        bool output;
+    };
+
+    dsa_tensor_t copy(const dsa_tensor_t& host, bool output) {
+        const size_t bytes = span_elements(host) * dsa_dtype_size(host.dtype);
+        void* device = nullptr;
+        CUDA_REQUIRE(cudaMalloc(&device, bytes + 16));
+        if (bytes > 0) CUDA_REQUIRE(cudaMemcpy(device, host.data, bytes, cudaMemcpyHostToDevice));
+        copies_.push_back({host.data, device, bytes, output});
+        return on_device(host, device);
+    }
+
+    std::vector<Copy> copies_;
+};
+
+std::vector<double> widened(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
+bool any_nan(const std::vector<float>& values) {
+    return std::any_of(values.begin(), values.end(), [](float v) { return std::isnan(v); });
 }
+
+// Every element of a strided f32 output outside its values still holds the 0xff poison bytes.
+bool padding_untouched(const Restrided& output) {
+    const size_t span = output.bytes.size() / 4;
+    size_t poisoned = 0;
+    for (size_t i = 0; i < span; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, output.bytes.data() + 4 * i, 4);
+        poisoned += bits == 0xffffffffu;
+    }
+    return poisoned == span - output.contiguous<float>().size();
+}
+
+// ---- sparse_attention_backward ---------------------------------------------------------------
+
+namespace backward = dsa_test::attention_backward_cases;
+
+struct BackwardRun {
+    bool bf16_dq = false;
+    void* workspace = nullptr;
+    size_t workspace_bytes = 0;
+    cudaStream_t stream = nullptr;
+};
+
+dsa_status_t call_cuda(dsa_context_t* gpu, backward::Case& c, backward::Gradients& g, const BackwardRun& run) {
+    Mirror m;
+    const dsa_sparse_attention_backward_params_t params = c.params();
+    const dsa_tensor_t q = m.input(c.q_tensor()), kv = m.input(c.kv_tensor()), indices = m.input(c.indices_tensor()),
+                       sink = m.input(c.sink_tensor()), lengths = m.input(c.lengths_tensor()),
+                       out = m.input(c.out_tensor()), lse = m.input(c.lse_tensor()), dout = m.input(c.dout_tensor());
+    const dsa_tensor_t dq = m.output(run.bf16_dq ? view(g.dq_bf16.data(), {c.rows, c.heads, c.d_qk}, DSA_DTYPE_BF16)
+                                                 : view(g.dq.data(), {c.rows, c.heads, c.d_qk}, DSA_DTYPE_F32));
+    const dsa_tensor_t dkv = m.output(view(g.dkv.data(), {c.tokens, c.d_qk}, DSA_DTYPE_F32));
+    const dsa_tensor_t d_sink = m.output(view(g.d_sink.data(), {c.heads}, DSA_DTYPE_F32));
+    const dsa_status_t status = dsa_sparse_attention_backward(
+        gpu, &params, &q, &kv, &indices, c.use_sink ? &sink : nullptr, c.use_lengths ? &lengths : nullptr, &out, &lse,
+        &dout, &dq, &dkv, c.use_sink ? &d_sink : nullptr, run.workspace, run.workspace_bytes, run.stream);
+    m.download();
+    return status;
+}
+
+backward::Gradients run_cuda(dsa_context_t* gpu, backward::Case& c, const BackwardRun& run = {}) {
+    backward::Gradients g(c);
+    REQUIRE_MESSAGE(call_cuda(gpu, c, g, run) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    if (run.bf16_dq)
+        for (size_t i = 0; i < g.dq.size(); ++i) g.dq[i] = dsa::bf16_to_float(g.dq_bf16[i]);
+    REQUIRE(!any_nan(g.dq));
+    REQUIRE(!any_nan(g.dkv));
+    if (c.use_sink) REQUIRE(!any_nan(g.d_sink));
+    return g;
+}
+
+struct BackwardShape {
+    int64_t rows, heads, d_qk, d_v, tokens, topk;
+};
+
+TEST_CASE("CUDA sparse_attention_backward matches the CPU in both modes") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    const BackwardShape shapes[] = {
+        {5, 3, 40, 24, 50, 37},      // odd widths, few heads
+        {33, 20, 576, 512, 300, 70},  // DeepSeek widths, two head groups (the second padded)
+        {17, 16, 72, 64, 9, 40},     // few tokens: many repeats per token
+        {40, 64, 576, 512, 2000, 160},
+    };
+    uint32_t seed = 100;
+    for (const BackwardShape& s : shapes)
+        for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16})
+            for (bool extras : {false, true})
+                for (dsa_sparse_attention_backward_mode_t mode :
+                     {DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC, DSA_SPARSE_ATTENTION_BACKWARD_FAST}) {
+                    CAPTURE(s.rows); CAPTURE(s.heads); CAPTURE(s.d_qk); CAPTURE(s.tokens); CAPTURE(s.topk);
+                    CAPTURE(dtype); CAPTURE(extras); CAPTURE(mode);
+                    backward::Case c =
+                        backward::make_case(s.rows, s.heads, s.d_qk, s.d_v, s.tokens, s.topk, seed++, dtype, extras, extras);
+                    c.mode = mode;
+                    const backward::Gradients want = backward::run_library(c);
+                    const double tolerance = dtype == DSA_DTYPE_F32 ? 1e-3 : 2e-2;
+                    for (bool bf16_dq : {false, true}) {
+                        CAPTURE(bf16_dq);
+                        BackwardRun run;
+                        run.bf16_dq = bf16_dq;
+                        const backward::Gradients got = run_cuda(gpu, c, run);
+                        check_close(got.dq, widened(want.dq), tolerance + (bf16_dq ? 8e-3 : 0.0), "dq");
+                        check_close(got.dkv, widened(want.dkv), tolerance, "dkv");
+                        if (c.use_sink) check_close(got.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
+                    }
+                }
+}
+
+TEST_CASE("CUDA sparse_attention_backward: rows without a valid index, k = 0, S_q = 0, S_kv = 0") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    for (dsa_sparse_attention_backward_mode_t mode :
+         {DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC, DSA_SPARSE_ATTENTION_BACKWARD_FAST}) {
+        CAPTURE(mode);
+        // Row 1 of every case has only invalid indices; here every row does (S_kv = 0).
+        for (const BackwardShape& s : {BackwardShape{6, 4, 32, 16, 0, 9}, BackwardShape{6, 4, 32, 16, 20, 0},
+                                       BackwardShape{0, 4, 32, 16, 20, 9}, BackwardShape{7, 2, 32, 16, 20, 9}}) {
+            CAPTURE(s.rows); CAPTURE(s.tokens); CAPTURE(s.topk);
+            backward::Case c = backward::make_case(s.rows, s.heads, s.d_qk, s.d_v, s.tokens, s.topk, 7, DSA_DTYPE_F32);
+            c.mode = mode;
+            const backward::Gradients want = backward::run_library(c);
+            const backward::Gradients got = run_cuda(gpu, c);
+            check_close(got.dq, widened(want.dq), 1e-3, "dq");
+            check_close(got.dkv, widened(want.dkv), 1e-3, "dkv");
+            check_close(got.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
+            if (s.rows > 1 && s.heads > 0)  // row 1 selects nothing: exactly zero dq
+                for (int64_t i = 0; i < s.heads * s.d_qk; ++i) REQUIRE(got.dq[s.heads * s.d_qk + i] == 0.0f);
+        }
+    }
+}
+
+TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward is bitwise identical across runs, streams and workspaces") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    for (dsa_dtype_t dtype : {DSA_DTYPE_BF16, DSA_DTYPE_F32}) {
+        CAPTURE(dtype);
+        // Few tokens and many rows: every token gathers hundreds of contributions.
+        backward::Case c = backward::make_case(300, 24, 576, 512, 500, 128, 55, dtype);
+        const backward::Gradients first = run_cuda(gpu, c);
+        const backward::Gradients second = run_cuda(gpu, c);
+        CHECK(backward::same_bits(first, second));
+
+        const dsa_sparse_attention_backward_params_t params = c.params();
+        size_t bytes = 0;
+        REQUIRE(dsa_sparse_attention_backward_workspace_size(gpu, &params, c.rows, c.topk, c.tokens, c.d_qk, &bytes) ==
+                DSA_STATUS_SUCCESS);
+        void* workspace = nullptr;
+        CUDA_REQUIRE(cudaMalloc(&workspace, bytes));
+        cudaStream_t stream = nullptr;
+        CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+        BackwardRun run;
+        run.workspace = workspace;
+        run.workspace_bytes = bytes;
+        run.stream = stream;
+        const backward::Gradients third = run_cuda(gpu, c, run);
+        CHECK(backward::same_bits(first, third));
+        CUDA_REQUIRE(cudaStreamDestroy(stream));
+        CUDA_REQUIRE(cudaFree(workspace));
+
+        c.mode = DSA_SPARSE_ATTENTION_BACKWARD_FAST;  // same values within the tolerance
+        const backward::Gradients fast = run_cuda(gpu, c);
+        check_close(fast.dkv, widened(first.dkv), 1e-4, "FAST dkv vs DETERMINISTIC");
+        CHECK(same_floats(fast.dq, first.dq));  // dq has no scatter: the same in both modes
+    }
+}
+
+TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward over several panels matches the CPU") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    // Panels hold 2^30 / (4 * k * d_qk) = 227 rows at k = 2048, d_qk = 576: 240 rows make two.
+    backward::Case c = backward::make_case(240, 4, 576, 512, 3000, 2048, 91, DSA_DTYPE_BF16);
+    const backward::Gradients want = backward::run_library(c, 0);
+    const backward::Gradients first = run_cuda(gpu, c), second = run_cuda(gpu, c);
+    CHECK(backward::same_bits(first, second));
+    check_close(first.dq, widened(want.dq), 2e-2, "dq");
+    check_close(first.dkv, widened(want.dkv), 2e-2, "dkv");
+    check_close(first.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
+}
+
+TEST_CASE("CUDA sparse_attention_backward honours strides: the contiguous bits, padding untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    backward::Case c = backward::make_case(19, 20, 72, 64, 50, 40, 123, DSA_DTYPE_BF16);
+    const backward::Gradients want = run_cuda(gpu, c);
+    backward::Gradients g(c);
+    const int64_t heads = c.heads, d_qk = c.d_qk, d_v = c.d_v;
+    const Restrided q(c.q_tensor(), {heads * (d_qk + 8), d_qk + 8, 1}, 0), kv(c.kv_tensor(), {d_qk + 16, 1}, 0),
+        indices(c.indices_tensor(), {c.topk + 3, 1}, 0), sink(c.sink_tensor(), {3}, 0),
+        lengths(c.lengths_tensor(), {2}, 0), out(c.out_tensor(), {heads * (d_v + 8), d_v + 8, 1}, 0),
+        lse(c.lse_tensor(), {1, c.rows}, 0), dout(c.dout_tensor(), {heads * (d_v + 4), d_v + 4, 1}, 0);
+    Restrided dq(view(g.dq.data(), {c.rows, heads, d_qk}, DSA_DTYPE_F32), {heads * (d_qk + 8), d_qk + 8, 1}, 0xff),
+        dkv(view(g.dkv.data(), {c.tokens, d_qk}, DSA_DTYPE_F32), {d_qk + 4, 1}, 0xff),
+        d_sink(view(g.d_sink.data(), {heads}, DSA_DTYPE_F32), {2}, 0xff);
+    {
+        Mirror m;
+        const dsa_sparse_attention_backward_params_t params = c.params();
+        const dsa_tensor_t q_d = m.input(q.tensor), kv_d = m.input(kv.tensor), indices_d = m.input(indices.tensor),
+                           sink_d = m.input(sink.tensor), lengths_d = m.input(lengths.tensor),
+                           out_d = m.input(out.tensor), lse_d = m.input(lse.tensor), dout_d = m.input(dout.tensor),
+                           dq_d = m.output(dq.tensor), dkv_d = m.output(dkv.tensor), d_sink_d = m.output(d_sink.tensor);
+        REQUIRE_MESSAGE(dsa_sparse_attention_backward(gpu, &params, &q_d, &kv_d, &indices_d, &sink_d, &lengths_d,
+                                                      &out_d, &lse_d, &dout_d, &dq_d, &dkv_d, &d_sink_d, nullptr, 0,
+                                                      nullptr) == DSA_STATUS_SUCCESS,
+                        dsa_last_error_message());
+        m.download();
+    }
+    CHECK(same_floats(dq.contiguous<float>(), want.dq));
+    CHECK(same_floats(dkv.contiguous<float>(), want.dkv));
+    CHECK(same_floats(d_sink.contiguous<float>(), want.d_sink));
+    CHECK(padding_untouched(dq));
+    CHECK(padding_untouched(dkv));
+    CHECK(padding_untouched(d_sink));
+}
+
+TEST_CASE("CUDA sparse_attention_backward: the workspace query and bad input; outputs untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    backward::Case c = backward::make_case(9, 4, 64, 32, 30, 12, 77, DSA_DTYPE_BF16);
+    dsa_sparse_attention_backward_params_t params = c.params();
+    size_t deterministic = 0, fast = 0;
+    REQUIRE(dsa_sparse_attention_backward_workspace_size(gpu, &params, c.rows, c.topk, c.tokens, c.d_qk,
+                                                         &deterministic) == DSA_STATUS_SUCCESS);
+    params.mode = DSA_SPARSE_ATTENTION_BACKWARD_FAST;
+    REQUIRE(dsa_sparse_attention_backward_workspace_size(gpu, &params, c.rows, c.topk, c.tokens, c.d_qk, &fast) ==
+            DSA_STATUS_SUCCESS);
+    CHECK(fast == 256);  // the rows' flags (4 bytes a row, 256-byte parts)
+    CHECK(deterministic > static_cast<size_t>(c.rows * c.topk * c.d_qk * 4));
+
+    void* workspace = nullptr;
+    CUDA_REQUIRE(cudaMalloc(&workspace, deterministic));
+    BackwardRun small;
+    small.workspace = workspace;
+    small.workspace_bytes = deterministic - 1;
+    backward::Gradients g(c);
+    CHECK(call_cuda(gpu, c, g, small) == DSA_STATUS_WORKSPACE_TOO_SMALL);
+    CHECK(std::string(dsa_last_error_message()).find("workspace") != std::string::npos);
+    CHECK(std::all_of(g.dq.begin(), g.dq.end(), [](float v) { return std::isnan(v); }));
+    CHECK(std::all_of(g.dkv.begin(), g.dkv.end(), [](float v) { return std::isnan(v); }));
+    CUDA_REQUIRE(cudaFree(workspace));
+
+    c.scale = 0.0f;
+    CHECK(call_cuda(gpu, c, g, {}) == DSA_STATUS_INVALID_ARGUMENT);
+    CHECK(std::string(dsa_last_error_message()).find("params.scale") != std::string::npos);
+    CHECK(std::all_of(g.dq.begin(), g.dq.end(), [](float v) { return std::isnan(v); }));
+    CHECK(std::all_of(g.dkv.begin(), g.dkv.end(), [](float v) { return std::isnan(v); }));
+}
+
+// ---- indexer_loss ----------------------------------------------------------------------------
+
+namespace distill = dsa_test::indexer_loss_cases;
+
+dsa_status_t call_cuda(dsa_context_t* gpu, distill::Case& c, distill::Outputs& o) {
+    Mirror m;
+    const dsa_indexer_loss_params_t params = c.params();
+    const dsa_tensor_t q = m.input(c.q_tensor()), k = m.input(c.k_tensor()), w = m.input(c.w_tensor()),
+                       ks = m.input(c.ks_tensor()), ke = m.input(c.ke_tensor()),
+                       indices = m.input(c.indices_tensor()), tq = m.input(c.teacher_q_tensor()),
+                       tk = m.input(c.teacher_k_tensor()), tp = m.input(c.probs_tensor());
+    const dsa_tensor_t loss = m.output(view(&o.loss, {}, DSA_DTYPE_F32)),
+                       row_loss = m.output(view(o.row_loss.data(), {c.rows}, DSA_DTYPE_F32)),
+                       dq = m.output(view(o.d_index_q.data(), {c.rows, c.heads, c.dim}, DSA_DTYPE_F32)),
+                       dk = m.output(view(o.d_index_k.data(), {c.tokens, c.dim}, DSA_DTYPE_F32)),
+                       dw = m.output(view(o.d_weights.data(), {c.rows, c.heads}, DSA_DTYPE_F32));
+    const dsa_status_t status = dsa_indexer_loss(
+        gpu, &params, &q, &k, &w, &ks, &ke, c.mode == DSA_INDEXER_LOSS_SPARSE ? &indices : nullptr,
+        c.probs ? nullptr : &tq, c.probs ? nullptr : &tk, c.probs ? &tp : nullptr, &loss, &row_loss, &dq, &dk, &dw,
+        nullptr);
+    m.download();
+    return status;
+}
+
+TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQA and MQA teachers, f32 and bf16") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    const distill::Shape shapes[] = {
+        {23, 40, 5, 24, 6, 2, 40, 30},       // GQA teacher, 3 heads per kv head (head tiles of 3)
+        {37, 100, 64, 128, 20, 0, 72, 50},   // DeepSeek's indexer widths, MQA teacher (tiles of 10)
+        {70, 300, 16, 64, 32, 1, 128, 200},  // rank-3 teacher_k with one kv head (tiles of 16)
+    };
+    uint32_t seed = 300;
+    for (const distill::Shape& shape : shapes)
+        for (dsa_indexer_loss_mode_t mode : {DSA_INDEXER_LOSS_DENSE, DSA_INDEXER_LOSS_SPARSE})
+            for (bool probs : {false, true})
+                for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16}) {
+                    CAPTURE(shape.rows); CAPTURE(shape.tokens); CAPTURE(shape.heads); CAPTURE(mode); CAPTURE(probs);
+                    CAPTURE(dtype);
+                    distill::Case c = distill::make_case(mode, probs, shape, seed++, dtype);
+                    const distill::Outputs want = distill::run_library(c);
+                    distill::Outputs got(c);
+                    REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+                    REQUIRE(!std::isnan(got.loss));
+                    for (const auto* values : {&got.row_loss, &got.d_index_q, &got.d_index_k, &got.d_weights})
+                        REQUIRE(!any_nan(*values));
+                    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
+                    check_close(got.row_loss, widened(want.row_loss), 1e-3, "row_loss");
+                    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
+                    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+                    check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+                    for (int64_t t = 1; t < c.rows; t += 5) CHECK(got.row_loss[t] == 0.0f);  // empty windows
+                }
+}
+
+TEST_CASE("CUDA indexer_loss honours strides: the contiguous results, padding untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    distill::Case c = distill::make_case(DSA_INDEXER_LOSS_SPARSE, false, {23, 60, 8, 40, 6, 3, 24, 30}, 41);
+    distill::Outputs want(c);
+    REQUIRE_MESSAGE(call_cuda(gpu, c, want) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    distill::Outputs o(c);
+    const int64_t heads = c.heads, dim = c.dim, d = c.teacher_dim;
+    const Restrided q(c.q_tensor(), {heads * (dim + 4), dim + 4, 1}, 0), k(c.k_tensor(), {dim + 8, 1}, 0),
+        w(c.w_tensor(), {1, c.rows}, 0), ks(c.ks_tensor(), {2}, 0), ke(c.ke_tensor(), {3}, 0),
+        indices(c.indices_tensor(), {c.topk + 5, 1}, 0),
+        tq(c.teacher_q_tensor(), {c.teacher_heads * (d + 4), d + 4, 1}, 0),
+        tk(c.teacher_k_tensor(), {c.teacher_kv_heads * (d + 8), d + 8, 1}, 0);
+    Restrided row_loss(view(o.row_loss.data(), {c.rows}, DSA_DTYPE_F32), {2}, 0xff),
+        dq(view(o.d_index_q.data(), {c.rows, heads, dim}, DSA_DTYPE_F32), {heads * (dim + 4), dim + 4, 1}, 0xff),
+        dk(view(o.d_index_k.data(), {c.tokens, dim}, DSA_DTYPE_F32), {dim + 4, 1}, 0xff),
+        dw(view(o.d_weights.data(), {c.rows, heads}, DSA_DTYPE_F32), {heads + 3, 1}, 0xff);
+    {
+        Mirror m;
+        const dsa_indexer_loss_params_t params = c.params();
+        const dsa_tensor_t q_d = m.input(q.tensor), k_d = m.input(k.tensor), w_d = m.input(w.tensor),
+                           ks_d = m.input(ks.tensor), ke_d = m.input(ke.tensor), indices_d = m.input(indices.tensor),
+                           tq_d = m.input(tq.tensor), tk_d = m.input(tk.tensor),
+                           loss_d = m.output(view(&o.loss, {}, DSA_DTYPE_F32)), row_loss_d = m.output(row_loss.tensor),
+                           dq_d = m.output(dq.tensor), dk_d = m.output(dk.tensor), dw_d = m.output(dw.tensor);
+        REQUIRE_MESSAGE(dsa_indexer_loss(gpu, &params, &q_d, &k_d, &w_d, &ks_d, &ke_d, &indices_d, &tq_d, &tk_d,
+                                         nullptr, &loss_d, &row_loss_d, &dq_d, &dk_d, &dw_d,
+                                         nullptr) == DSA_STATUS_SUCCESS,
+                        dsa_last_error_message());
+        m.download();
+    }
+    // Row-local outputs are bitwise the contiguous ones; d_index_k adds by atomics.
+    CHECK(std::memcmp(&o.loss, &want.loss, sizeof(float)) == 0);
+    CHECK(same_floats(row_loss.contiguous<float>(), want.row_loss));
+    CHECK(same_floats(dq.contiguous<float>(), want.d_index_q));
+    CHECK(same_floats(dw.contiguous<float>(), want.d_weights));
+    check_close(dk.contiguous<float>(), widened(want.d_index_k), 1e-5, "d_index_k");
+    for (const Restrided* output : {&row_loss, &dq, &dk, &dw}) CHECK(padding_untouched(*output));
+}
+
+TEST_CASE("CUDA indexer_loss: inactive rows, empty problems and bad input; outputs untouched") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    // A negative entry, zero mass and an infinite entry make rows 0, 2 and 3 inactive (row 1 is empty).
+    distill::Case c = distill::make_case(DSA_INDEXER_LOSS_DENSE, true, {8, 20, 4, 16, 1, 0, 1}, 9);
+    c.teacher_probs[0 * c.tokens + 3] = -0.5f;
+    for (int64_t s = 0; s < c.tokens; ++s) c.teacher_probs[2 * c.tokens + s] = 0.0f;
+    c.teacher_probs[3 * c.tokens + c.tokens - 1] = std::numeric_limits<float>::infinity();
+    const distill::Outputs want = distill::run_library(c);
+    distill::Outputs got(c);
+    REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
+    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
+    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+    for (int64_t t : {0, 1, 2, 3}) CHECK(got.row_loss[t] == 0.0f);
+
+    for (const distill::Shape& empty : {distill::Shape{0, 20, 4, 16, 2, 0, 8}, distill::Shape{4, 0, 4, 16, 2, 0, 8}}) {
+        distill::Case e = distill::make_case(DSA_INDEXER_LOSS_DENSE, false, empty, 10);
+        distill::Outputs o(e);
+        REQUIRE_MESSAGE(call_cuda(gpu, e, o) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+        CHECK(o.loss == 0.0f);
+        for (const auto* values : {&o.row_loss, &o.d_index_q, &o.d_weights})
+            CHECK(std::all_of(values->begin(), values->end(), [](float v) { return v == 0.0f; }));
+    }
+
+    c.coeff = std::numeric_limits<float>::infinity();
+    distill::Outputs untouched(c);
+    CHECK(call_cuda(gpu, c, untouched) == DSA_STATUS_INVALID_ARGUMENT);
+    CHECK(std::string(dsa_last_error_message()).find("params.coeff") != std::string::npos);
+    CHECK(std::isnan(untouched.loss));
+    CHECK(std::all_of(untouched.d_index_k.begin(), untouched.d_index_k.end(), [](float v) { return std::isnan(v); }));
+}
+
+}  // namespace

@@ -1,0 +1,195 @@
+// CUDA indexer distillation loss: resolves the problem into kernel arguments and queues, on the
+// caller's stream without synchronising: zeroing d_index_k, pass 1 (row statistics), the count
+// of active rows and coeff / N_active, pass 2 (KL and gradients) and the loss (row_loss and the
+// f64 total over active rows in a fixed order). Scratch (O(T * H_q) floats) is stream-ordered.
+#include <algorithm>
+#include <string>
+
+#include "../../core/ops/indexer_loss.hpp"
+#include "../../core/stream_buffer.hpp"
+#include "../common/runtime.cuh"
+#include "../common/zero_rows.cuh"
+#include "row_loss.cuh"
+
+namespace dsa::cuda {
+namespace {
+
+using namespace distillation;
+
+constexpr int kSumThreads = 256;
+constexpr int64_t kPartAlignment = 256;
+
+int64_t align_part(int64_t bytes) { return (bytes + kPartAlignment - 1) / kPartAlignment * kPartAlignment; }
+
+// factor = coeff / N_active (one CTA; an integer count, so the order does not matter).
+__global__ void __launch_bounds__(kSumThreads) active_factor_kernel(const __grid_constant__ Arguments a, float coeff) {
+    __shared__ int64_t counts[kSumThreads];
+    int64_t count = 0;
+    for (int64_t row = threadIdx.x; row < a.rows; row += kSumThreads) count += a.active[row] != 0;
+    counts[threadIdx.x] = count;
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    int64_t total = 0;
+    for (int i = 0; i < kSumThreads; ++i) total += counts[i];
+    *a.factor = total > 0 ? coeff / static_cast<float>(total) : 0.0f;
+}
+
+// row_loss (KL of active rows, else 0) and loss = coeff * sum KL / N_active: thread i sums rows
+// i, i + 256, ... and thread 0 adds the threads in order, in f64.
+__global__ void __launch_bounds__(kSumThreads)
+    loss_kernel(const __grid_constant__ Arguments a, float coeff, float* loss, float* row_loss, int64_t row_stride) {
+    __shared__ double sums[kSumThreads];
+    __shared__ int64_t counts[kSumThreads];
+    double sum = 0.0;
+    int64_t count = 0;
+    for (int64_t row = threadIdx.x; row < a.rows; row += kSumThreads) {
+        const bool active = a.active[row] != 0;
+        if (row_loss != nullptr) row_loss[row * row_stride] = active ? static_cast<float>(a.kl[row]) : 0.0f;
+        if (!active) continue;
+        sum += a.kl[row];
+        ++count;
+    }
+    sums[threadIdx.x] = sum;
+    counts[threadIdx.x] = count;
+    __syncthreads();
+    if (threadIdx.x != 0 || loss == nullptr) return;
+    double total = 0.0;
+    int64_t active_rows = 0;
+    for (int i = 0; i < kSumThreads; ++i) total += sums[i], active_rows += counts[i];
+    *loss = active_rows > 0 ? static_cast<float>(coeff * total / static_cast<double>(active_rows)) : 0.0f;
+}
+
+Arguments arguments_of(const IndexerLossProblem& p) {
+    Arguments a{};
+    a.q = p.index_q.data;
+    a.q_row = p.index_q.strides[0];
+    a.q_head = p.index_q.strides[1];
+    a.q_bf16 = p.index_q.dtype == DType::bf16;
+    a.k = p.index_k.data;
+    a.k_row = p.index_k.strides[0];
+    a.k_bf16 = p.index_k.dtype == DType::bf16;
+    a.weights = p.weights.data;
+    a.weight_row = p.weights.strides[0];
+    a.weight_head = p.weights.strides[1];
+    a.weights_bf16 = p.weights.dtype == DType::bf16;
+    a.ks = p.ks.as<const int32_t>();
+    a.ks_stride = p.ks.strides[0];
+    a.ke = p.ke.as<const int32_t>();
+    a.ke_stride = p.ke.strides[0];
+    if (p.config.mode == IndexerLossMode::sparse) {
+        a.indices = p.indices.as<const int32_t>();
+        a.index_row = p.indices.strides[0];
+    }
+    if (p.has_teacher_probs) {
+        a.teacher_probs = p.teacher_probs.as<const float>();
+        a.probs_row = p.teacher_probs.strides[0];
+    } else {
+        a.teacher_q = p.teacher_q.data;
+        a.teacher_q_row = p.teacher_q.strides[0];
+        a.teacher_q_head = p.teacher_q.strides[1];
+        a.teacher_q_bf16 = p.teacher_q.dtype == DType::bf16;
+        a.teacher_k = p.teacher_k.data;
+        a.teacher_k_row = p.teacher_k.strides[0];
+        a.teacher_k_head = p.teacher_k.ndim == 3 ? p.teacher_k.strides[1] : 0;
+        a.teacher_k_bf16 = p.teacher_k.dtype == DType::bf16;
+    }
+    if (p.has_d_index_q) {
+        a.d_q = p.d_index_q.as<float>();
+        a.d_q_row = p.d_index_q.strides[0];
+        a.d_q_head = p.d_index_q.strides[1];
+    }
+    if (p.has_d_index_k) {
+        a.d_k = p.d_index_k.as<float>();
+        a.d_k_row = p.d_index_k.strides[0];
+    }
+    if (p.has_d_weights) {
+        a.d_w = p.d_weights.as<float>();
+        a.d_w_row = p.d_weights.strides[0];
+    }
+    a.rows = p.rows;
+    a.tokens = p.tokens;
+    a.heads = p.heads;
+    a.dim = p.dim;
+    a.topk = p.topk;
+    a.teacher_heads = p.has_teacher_probs ? 0 : p.teacher_heads;
+    a.teacher_kv_heads = p.has_teacher_probs ? 1 : p.teacher_kv_heads;
+    a.teacher_dim = p.has_teacher_probs ? 0 : p.teacher_dim;
+    // The largest head tile (<= 16) that divides a kv head's query heads: tiles never mix kv heads.
+    const int64_t group_heads = a.teacher_heads / a.teacher_kv_heads;
+    int chunk = static_cast<int>(std::min<int64_t>(16, std::max<int64_t>(group_heads, 1)));
+    while (group_heads % chunk != 0) --chunk;
+    a.chunk_heads = chunk;
+    a.teacher_scale = p.config.teacher_scale;
+    return a;
+}
+
+}  // namespace
+
+Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream) {
+    if (!p.has_loss && !p.has_row_loss && !p.wants_gradients()) return Status::success();
+    DeviceScope scope(context.device_id());
+    DSA_TRY(scope.status());
+    Arguments a = arguments_of(p);
+    const SharedLayout layout = shared_layout(a.heads, a.dim, a.teacher_dim, !p.has_teacher_probs);
+    const int smem = layout.floats * static_cast<int>(sizeof(float));
+    if (smem > context.properties().shared_memory_per_block_optin)
+        return {StatusCode::unsupported,
+                std::string(p.has_teacher_probs ? "index_q" : "index_q / teacher_q") + ": H_I = " +
+                    std::to_string(p.heads) + ", D_I = " + std::to_string(p.dim) +
+                    (p.has_teacher_probs ? "" : ", d = " + std::to_string(p.teacher_dim)) + " need " +
+                    std::to_string(smem) + " bytes of shared memory per block; this device offers " +
+                    std::to_string(context.properties().shared_memory_per_block_optin)};
+    if (p.rows > 0x7fffffff)
+        return {StatusCode::shape_mismatch,
+                "index_q: " + std::to_string(p.rows) + " rows exceed one CUDA launch (2^31 - 1 CTAs)"};
+    // f32 score inputs take the split (near-f32) products, all-bf16 ones the plain bf16 products.
+    const bool split = p.index_q.dtype == DType::f32 || p.index_k.dtype == DType::f32 ||
+                       (!p.has_teacher_probs && (p.teacher_q.dtype == DType::f32 || p.teacher_k.dtype == DType::f32));
+    const void* statistics = split ? reinterpret_cast<const void*>(statistics_kernel<true>)
+                                   : reinterpret_cast<const void*>(statistics_kernel<false>);
+    const void* gradients = split ? reinterpret_cast<const void*>(gradient_kernel<true>)
+                                  : reinterpret_cast<const void*>(gradient_kernel<false>);
+    for (const void* kernel : {statistics, gradients})
+        DSA_TRY(runtime_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
+                               "cudaFuncSetAttribute(indexer loss)"));
+
+    // Scratch: student lse, active flag, KL and teacher mass per row; teacher (max, sum) per
+    // (row, head); the factor.
+    const int64_t rows = p.rows;
+    const int64_t lse_at = 0, active_at = lse_at + align_part(rows * 4), kl_at = active_at + align_part(rows * 4),
+                  mass_at = kl_at + align_part(rows * 8), stats_at = mass_at + align_part(rows * 8),
+                  factor_at = stats_at + align_part(rows * a.teacher_heads * 8), bytes = factor_at + kPartAlignment;
+    StreamBuffer scratch;
+    DSA_TRY(scratch.allocate(context, bytes, stream));
+    uint8_t* base = static_cast<uint8_t*>(scratch.data());
+    a.student_lse = reinterpret_cast<float*>(base + lse_at);
+    a.active = reinterpret_cast<int32_t*>(base + active_at);
+    a.kl = reinterpret_cast<double*>(base + kl_at);
+    a.teacher_mass = reinterpret_cast<double*>(base + mass_at);
+    a.teacher_stats = reinterpret_cast<float2*>(base + stats_at);
+    a.factor = reinterpret_cast<float*>(base + factor_at);
+
+    if (a.d_k != nullptr) DSA_TRY(zero_rows(a.d_k, p.tokens, p.dim, a.d_k_row, stream));
+    void* parameters[] = {&a};
+    if (rows > 0) {
+        cudaLaunchKernel(statistics, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
+                         static_cast<size_t>(smem), stream);
+        DSA_TRY(launch_status("indexer loss: statistics kernel launch"));
+    }
+    active_factor_kernel<<<1, kSumThreads, 0, stream>>>(a, p.config.coeff);
+    DSA_TRY(launch_status("indexer loss: active rows"));
+    if (rows > 0) {
+        cudaLaunchKernel(gradients, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
+                         static_cast<size_t>(smem), stream);
+        DSA_TRY(launch_status("indexer loss: gradient kernel launch"));
+    }
+    if (p.has_loss || p.has_row_loss) {
+        loss_kernel<<<1, kSumThreads, 0, stream>>>(a, p.config.coeff, p.has_loss ? p.loss.as<float>() : nullptr,
+                                                    p.has_row_loss ? p.row_loss.as<float>() : nullptr,
+                                                    p.has_row_loss ? p.row_loss.strides[0] : 0);
+        DSA_TRY(launch_status("indexer loss: loss"));
+    }
+    return Status::success();
+}
+
+}  // namespace dsa::cuda
