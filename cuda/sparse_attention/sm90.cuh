@@ -36,12 +36,16 @@ inline constexpr int kSm90RowSum = kSm90RowMax + 2 * 2 * 64 * 4;  // [2 consumer
 inline constexpr int kSm90SmemBytes = kSm90RowSum + 2 * 64 * 4 + 1024;  // + alignment slack
 // Register split (setmaxnreg): the pool is per CTA, so what the consumers take must equal what
 // the producer gives back from the launch allocation of kSm90Registers per thread:
-// 2 x 128 x (216 - 168) == 128 x (168 - 72). The launcher checks the kernel was compiled to 168.
+// 2 x 128 x (200 - 168) == 128 x (168 - 104). The launcher checks the kernel was compiled to 168.
+// The producer's 104 hold four FP8 entries a lane in flight (kFp8PassesInFlight).
 inline constexpr int kSm90Registers = 168;
-inline constexpr int kSm90ProducerRegisters = 72;
-inline constexpr int kSm90ConsumerRegisters = 216;
+inline constexpr int kSm90ProducerRegisters = 104;
+inline constexpr int kSm90ConsumerRegisters = 200;
 static_assert(2 * kSm90ConsumerRegisters + kSm90ProducerRegisters == 3 * kSm90Registers,
               "setmaxnreg must not ask for more registers than the CTA holds");
+// FP8 producer: of a block's 4 passes (16 entries each), how many have their loads in flight
+// before the first is dequantised (the block's gather is latency-bound, not bandwidth-bound).
+inline constexpr int kFp8PassesInFlight = 4;
 // Arrivals that complete a full barrier: 128 producer threads (data) + 1 (the mask).
 inline constexpr int kFullArrivals = 129;
 // Every consumer thread arrives on an empty barrier: mbarrier.arrive releases only the arriving
@@ -295,14 +299,14 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
                     }
                 } else {
 #pragma unroll
-                    for (int pair = 0; pair < 2; ++pair) {
-                        // Two entries per lane in flight: 2 x (4 code chunks + scales).
-                        uint4 codes[2][4];
-                        float4 scales[2];
-                        int rows[2];
+                    for (int round = 0; round < 4 / kFp8PassesInFlight; ++round) {
+                        // kFp8PassesInFlight entries per lane in flight, each 4 code chunks + scales.
+                        uint4 codes[kFp8PassesInFlight][4];
+                        float4 scales[kFp8PassesInFlight];
+                        int rows[kFp8PassesInFlight];
 #pragma unroll
-                        for (int k = 0; k < 2; ++k) {
-                            const int pass = 2 * pair + k;
+                        for (int k = 0; k < kFp8PassesInFlight; ++k) {
+                            const int pass = kFp8PassesInFlight * round + k;
                             const int row = pass * 16 + warp * 4 + lane / 8;
                             rows[k] = row;
                             const int64_t offset =
@@ -324,7 +328,8 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
                                           entry + kMlaRopeOffset + 16 * lane_in_row, offset >= 0 ? 16 : 0);
                         }
 #pragma unroll
-                        for (int k = 0; k < 2; ++k) store_dequantised(tile, rows[k], lane_in_row, codes[k], scales[k]);
+                        for (int k = 0; k < kFp8PassesInFlight; ++k)
+                            store_dequantised(tile, rows[k], lane_in_row, codes[k], scales[k]);
                     }
                 }
             }
