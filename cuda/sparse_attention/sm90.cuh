@@ -46,8 +46,10 @@ static_assert(2 * kSm90ConsumerRegisters + kSm90ProducerRegisters == 3 * kSm90Re
 // FP8 producer: of a block's 4 passes (16 entries each), how many have their loads in flight
 // before the first is dequantised (the block's gather is latency-bound, not bandwidth-bound).
 inline constexpr int kFp8PassesInFlight = 4;
-// Arrivals that complete a full barrier: 128 producer threads (data) + 1 (the mask).
-inline constexpr int kFullArrivals = 129;
+// Arrivals that complete a full barrier: each producer thread's copies (+ for FP8 its stores),
+// and one for the mask. cp.async.mbarrier.arrive rather than cp.async.wait_group + arrive lets
+// the barrier itself order the copies with the consumers' later writes over the rope rows.
+__host__ __device__ constexpr int full_arrivals(bool fp8) { return 128 * (fp8 ? 2 : 1) + 1; }
 // Every consumer thread arrives on an empty barrier: mbarrier.arrive releases only the arriving
 // thread's own accesses (its P stores, its wgmma reads), so one arrival per warp would leave the
 // producer's refill of that buffer unordered with the other lanes' (compute-sanitizer racecheck
@@ -253,7 +255,7 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
 
     if (threadIdx.x == 0) {
         for (int b = 0; b < 2; ++b) {
-            barrier_init(full(b), kFullArrivals);
+            barrier_init(full(b), full_arrivals(Fp8));
             barrier_init(empty(b), kEmptyArrivals);
         }
     }
@@ -334,10 +336,10 @@ __global__ void __launch_bounds__(kSm90Threads, 1) sm90_attention_kernel(const _
                 }
             }
             if (warp == 0 && lane == 0) masks[b] = mask;
-            if constexpr (!Fp8) {
-                barrier_arrive_copies(full(b));
-            } else {
-                copy_async_wait<0>();
+            // The barrier tracks this thread's copies (cp.async.mbarrier.arrive), and for FP8 also
+            // its dequantised stores, made visible to wgmma (the async proxy) by the fence.
+            barrier_arrive_copies(full(b));
+            if constexpr (Fp8) {
                 fence_async_shared();
                 barrier_arrive(full(b));
             }
