@@ -731,8 +731,10 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *  O(T + S) besides. params may be NULL only with teacher_probs
  *  (teacher_scale has no default).
  *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): scores and gradients run
- *  on bf16 tensor cores with f32 accumulation, f32 inputs as split bf16 pairs (near-f32 products);
- *  results agree with the CPU to 1e-3 of each output's largest magnitude (tests/gpu). loss,
+ *  on bf16 tensor cores with f32 accumulation, f32 inputs as three bf16 parts (f32-accurate
+ *  products); results agree with the CPU to 1e-3 of each output's largest magnitude (tests/gpu),
+ *  except that a ReLU input within rounding of 0 may take the other side of the kink than on the
+ *  CPU (its gradient term is then present on one backend only). loss,
  *  row_loss, d_index_q and d_weights are bitwise identical run to run; d_index_k is accumulated
  *  with f32 atomics, so its last bits may vary. The call allocates stream-ordered device scratch
  *  (cudaMallocAsync) of about 24 * T + 8 * T * H_q bytes. Shapes whose per-row tiles exceed the
@@ -835,7 +837,7 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
  *  (on the CPU also for any thread count); the CPU runs both modes deterministically.
  *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): one query row per CTA,
  *  heads in groups of 16, products on bf16 tensor cores with f32 accumulation. With any of q,
- *  kv, dout in f32 the operands are split bf16 pairs (near-f32) and results agree with the CPU
+ *  kv, dout in f32 the operands are split into three bf16 parts (f32-accurate) and results agree with the CPU
  *  to 1e-3 of each output's largest magnitude; with all of them bf16, P and dS are rounded to
  *  bf16 for the MMAs and the agreement is 2e-2 (tests/gpu). FAST adds dkv with f32 atomics
  *  (last bits vary run to run); DETERMINISTIC writes each (row, position) contribution to the

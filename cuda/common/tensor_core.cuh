@@ -1,9 +1,11 @@
 // Warp-level bf16 tensor-core products (mma.sync m16n8k16, f32 accumulation, sm_80+) over
 // operands read element by element through a functor, so one helper serves any layout (row-
 // or column-major, shared or global memory, f32 or bf16 sources, zero padding) without a
-// staging copy per layout. With Split, every f32 operand value x is carried as a bf16 high
-// part h = bf16(x) and a bf16 remainder l = bf16(x - h), and the product takes h*h + h*l + l*h
-// (three MMAs): about 16 mantissa bits per operand, near-f32 accuracy for f32 inputs. Also the
+// staging copy per layout. With Split, every f32 operand value x is carried as three bf16
+// parts h = bf16(x), m = bf16(x - h), l = bf16(x - h - m) (24 mantissa bits: f32's), and the
+// product takes every pair of parts above 2^-24 relative: hh + hm + mh + hl + lh + mm (six
+// MMAs). Two parts (16 bits) were not enough: a ReLU input within 2^-16 of zero could take the
+// other side of the kink than the f32 CPU path and move a gradient by a whole term. Also the
 // f32/bf16 element load and the fixed-order warp sum the kernels built on it use.
 #pragma once
 
@@ -28,15 +30,17 @@ __device__ __forceinline__ void mma_16x8x16(float (&d)[4], const uint32_t (&a)[4
 __device__ __forceinline__ int accumulator_row(int i) { return static_cast<int>(threadIdx.x % 32) / 4 + 8 * (i / 2); }
 __device__ __forceinline__ int accumulator_column(int i) { return 2 * (static_cast<int>(threadIdx.x % 32) % 4) + i % 2; }
 
-// Two values as a bf16 pair (the first in the low half) and, with Split, their remainders.
+// Two values as bf16 pairs (the first in the low half): parts[0] the rounded values and, with
+// Split, parts[1] and parts[2] the successive remainders.
 template <bool Split>
-__device__ __forceinline__ void split_pair(float first, float second, uint32_t& high, uint32_t& low) {
-    const __nv_bfloat162 rounded = __floats2bfloat162_rn(first, second);
-    high = *reinterpret_cast<const uint32_t*>(&rounded);
-    if constexpr (Split) {
+__device__ __forceinline__ void split_pair(float first, float second, uint32_t (&parts)[3]) {
+#pragma unroll
+    for (int part = 0; part < (Split ? 3 : 1); ++part) {
+        const __nv_bfloat162 rounded = __floats2bfloat162_rn(first, second);
+        parts[part] = *reinterpret_cast<const uint32_t*>(&rounded);
         const float2 back = __bfloat1622float2(rounded);
-        const __nv_bfloat162 rest = __floats2bfloat162_rn(first - back.x, second - back.y);
-        low = *reinterpret_cast<const uint32_t*>(&rest);
+        first -= back.x;
+        second -= back.y;
     }
 }
 
@@ -47,17 +51,20 @@ __device__ __forceinline__ void warp_product(float (&d)[4], const A& a, const B&
     const int lane = static_cast<int>(threadIdx.x % 32), g = lane / 4, c = 2 * (lane % 4);
     for (int step = 0; step < steps; ++step) {
         const int k = step * 16 + c;
-        uint32_t a_high[4], a_low[4], b_high[2], b_low[2];
-        split_pair<Split>(a(g, k), a(g, k + 1), a_high[0], a_low[0]);
-        split_pair<Split>(a(g + 8, k), a(g + 8, k + 1), a_high[1], a_low[1]);
-        split_pair<Split>(a(g, k + 8), a(g, k + 9), a_high[2], a_low[2]);
-        split_pair<Split>(a(g + 8, k + 8), a(g + 8, k + 9), a_high[3], a_low[3]);
-        split_pair<Split>(b(k, g), b(k + 1, g), b_high[0], b_low[0]);
-        split_pair<Split>(b(k + 8, g), b(k + 9, g), b_high[1], b_low[1]);
-        mma_16x8x16(d, a_high, b_high[0], b_high[1]);
-        if constexpr (Split) {
-            mma_16x8x16(d, a_high, b_low[0], b_low[1]);
-            mma_16x8x16(d, a_low, b_high[0], b_high[1]);
+        uint32_t a_pairs[4][3], b_pairs[2][3];
+        split_pair<Split>(a(g, k), a(g, k + 1), a_pairs[0]);
+        split_pair<Split>(a(g + 8, k), a(g + 8, k + 1), a_pairs[1]);
+        split_pair<Split>(a(g, k + 8), a(g, k + 9), a_pairs[2]);
+        split_pair<Split>(a(g + 8, k + 8), a(g + 8, k + 9), a_pairs[3]);
+        split_pair<Split>(b(k, g), b(k + 1, g), b_pairs[0]);
+        split_pair<Split>(b(k + 8, g), b(k + 9, g), b_pairs[1]);
+        // Part pairs (i, j) with i + j <= 2, the small terms first; without Split only (0, 0).
+        constexpr int kPartA[6] = {1, 0, 2, 1, 0, 0}, kPartB[6] = {1, 2, 0, 0, 1, 0};
+#pragma unroll
+        for (int product = Split ? 0 : 5; product < 6; ++product) {
+            const uint32_t a_part[4] = {a_pairs[0][kPartA[product]], a_pairs[1][kPartA[product]],
+                                        a_pairs[2][kPartA[product]], a_pairs[3][kPartA[product]]};
+            mma_16x8x16(d, a_part, b_pairs[0][kPartB[product]], b_pairs[1][kPartB[product]]);
         }
     }
 }

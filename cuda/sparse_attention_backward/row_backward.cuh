@@ -10,8 +10,8 @@
 // The dkv contribution of an entry goes either straight into dkv with f32 atomics (FAST) or into
 // the entry's own slot of a panel buffer (DETERMINISTIC; the CTA owns the slot and adds its head
 // groups in order), which launch.cu then reduces per token in ascending entry order.
-// Everything is staged in shared memory as f32; Split carries f32 operands as bf16 pairs
-// (cuda/common/tensor_core.cuh) for inputs given in f32.
+// Everything is staged in shared memory as f32; Split carries f32 operands as three bf16
+// parts (cuda/common/tensor_core.cuh) for inputs given in f32.
 #pragma once
 
 #include <cmath>
