@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "support.hpp"
@@ -45,7 +46,7 @@ inline void check_close(const std::vector<float>& got, const std::vector<double>
         const double e = std::fabs(got[i] - want[i]);
         if (!(e <= error)) error = e, worst = i;
     }
-    CHECK_MESSAGE(error <= tolerance * scale, what, ": element ", worst, " is ", got.empty() ? 0.0f : got[worst],
+    CHECK_MESSAGE(error <= tolerance * scale, std::string(what), ": element ", worst, " is ", got.empty() ? 0.0f : got[worst],
                   ", expected ", want.empty() ? 0.0 : want[worst], " (scale ", scale, ")");
 }
 

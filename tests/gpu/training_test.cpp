@@ -367,6 +367,12 @@ dsa_status_t call_cuda(dsa_context_t* gpu, distill::Case& c, distill::Outputs& o
     return status;
 }
 
+// Values rounded to multiples of 1 / steps.
+std::vector<float> on_grid(std::vector<float> values, float steps) {
+    for (float& value : values) value = std::round(value * steps) / steps;
+    return values;
+}
+
 TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQA and MQA teachers, f32 and bf16") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
     const distill::Shape shapes[] = {
@@ -382,6 +388,12 @@ TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQ
                     CAPTURE(shape.rows); CAPTURE(shape.tokens); CAPTURE(shape.heads); CAPTURE(mode); CAPTURE(probs);
                     CAPTURE(dtype);
                     distill::Case c = distill::make_case(mode, probs, shape, seed++, dtype);
+                    // With f32 q and k a student score within rounding of 0 may fall on either side
+                    // of the ReLU on the two backends and move a gradient by a whole term; the
+                    // 64-head shape (~10^5 scores) met one. There q and k lie on a 1/16 grid, so
+                    // every score is exact in f32 in any order and both take the same side.
+                    if (dtype == DSA_DTYPE_F32 && shape.heads == 64)
+                        for (Values* values : {&c.index_q, &c.index_k}) values->assign(on_grid(values->f32, 16.0f), dtype);
                     const distill::Outputs want = distill::run_library(c);
                     distill::Outputs got(c);
                     REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
