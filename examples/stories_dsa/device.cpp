@@ -1,6 +1,7 @@
 #include "device.hpp"
 
 #include <cstring>
+#include <deque>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -26,7 +27,7 @@ dsa_context_t* create_context(dsa_device_type_t type, int cpu_threads) {
 // Runs every op the demo needs once on a tiny problem in CUDA memory and returns the names of
 // those that refuse (DSA_STATUS_UNSUPPORTED: no CUDA kernel yet) or fail, with the message.
 std::vector<std::string> refused_ops(const Device& device) {
-    std::vector<DeviceTensor> keep;
+    std::deque<DeviceTensor> keep;  // a deque: growing it leaves the tensors handed out in place
     std::vector<uint8_t> zeros(4096, 0);
     auto tensor = [&](std::initializer_list<int64_t> shape, dsa_dtype_t dtype) {
         keep.push_back(device.input(zeros.data(), shape, dtype));
