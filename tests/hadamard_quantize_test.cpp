@@ -272,8 +272,12 @@ TEST_CASE("hadamard_quantize_fp8 rejects bad input with a status naming the argu
     bad.strides[0] = 0;  // every row's scale in one place
     CHECK_FAILS_WITH(call(nullptr, nullptr, &xt, &qt, &bad), DSA_STATUS_LAYOUT_UNSUPPORTED, "scales");
     bad = xt;
-    bad.device_type = DSA_DEVICE_CUDA;
-    CHECK_FAILS_WITH(call(nullptr, nullptr, &bad, &qt, &st), DSA_STATUS_DEVICE_MISMATCH, "x");
+    bad.device_type = DSA_DEVICE_CUDA;  // UNSUPPORTED in a CPU-only build, DEVICE_MISMATCH otherwise
+    CHECK(call(nullptr, nullptr, &bad, &qt, &st) != DSA_STATUS_SUCCESS);
+    CHECK(std::string(dsa_last_error_message()).find("x: ") == 0);
+    bad = qt;
+    bad.device_type = 3;
+    CHECK_FAILS_WITH(call(nullptr, nullptr, &xt, &bad, &st), DSA_STATUS_DEVICE_MISMATCH, "q");
     dsa_tensor_t scalar = view(x.data(), {}, DSA_DTYPE_F32), scalar_q = view(q.data(), {}, DSA_DTYPE_U8);
     CHECK_FAILS_WITH(call(nullptr, nullptr, &scalar, &scalar_q, &st), DSA_STATUS_SHAPE_MISMATCH, "x");
 
