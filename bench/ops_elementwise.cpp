@@ -1,5 +1,5 @@
-// Cases of the memory-bound ops: FP8 quantisation and its inverse, the Hadamard rotation, and
-// the two cache writers. Bytes are each input read once plus each output written once.
+// Cases of the memory-bound ops: FP8 quantisation and its inverse, the Hadamard rotation, the two
+// fused, and the two cache writers. Bytes are each input read once plus each output written once.
 #include <cmath>
 
 #include "bench/bench.hpp"
@@ -156,6 +156,64 @@ Prepared hadamard(Bench& bench, const Shape& shape) {
     return prepared;
 }
 
+// bf16 [rows, n] rotated by H_n / sqrt(n) and quantised, in one call. Checked through its parts:
+// the oracle's rotation of f32(x) into f32, then its quantisation. The scalar reference rotates
+// in f64, so a value on a rounding boundary may take the neighbouring code (one e4m3 step: 1/8
+// relative, or a subnormal step 2^-9 of its group's scale); libdsa's CPU path agrees bit for bit.
+Prepared hadamard_quantize_fp8(Bench& bench, const Shape& shape) {
+    require_groups(shape);
+    const int64_t rows = shape["rows"], n = shape["n"], groups = n / shape["group"];
+    struct State {
+        std::vector<uint16_t> x;
+        Buffer x_buffer, q_buffer, scale_buffer;
+        dsa_tensor_t x_tensor, q_tensor, scale_tensor;
+        dsa_quantize_fp8_params_t params;
+    };
+    auto s = std::make_shared<State>();
+    Device& device = bench.device;
+    Random random(bench.seed);
+    s->x = random_bf16(random, static_cast<size_t>(rows * n), -4.0f, 4.0f);
+    s->params = quantize_params(shape);
+    s->x_buffer = device.upload(s->x);
+    s->q_buffer = device.output(static_cast<size_t>(rows * n), kPoisonFloat);
+    s->scale_buffer = device.output(static_cast<size_t>(rows * groups) * 4, kPoisonFloat);
+    s->x_tensor = device_tensor(device, s->x_buffer, {rows, n}, DSA_DTYPE_BF16);
+    s->q_tensor = device_tensor(device, s->q_buffer, {rows, n}, DSA_DTYPE_FP8_E4M3);
+    s->scale_tensor = device_tensor(device, s->scale_buffer, {rows, groups}, DSA_DTYPE_F32);
+
+    Prepared prepared;
+    prepared.work.flop = static_cast<double>(rows) * n * std::log2(static_cast<double>(n));
+    prepared.work.bytes = static_cast<double>(rows) * (n * 2 + n + groups * 4);
+    prepared.run = [s, &device] {
+        return dsa_hadamard_quantize_fp8(device.context(), nullptr, &s->params, &s->x_tensor, &s->q_tensor,
+                                         &s->scale_tensor, device.stream());
+    };
+    prepared.check = [s, &bench, rows, n, groups] {
+        const std::vector<int64_t> sample = sample_rows(rows, bench.check_rows, bench.seed + 1);
+        const auto count = static_cast<int64_t>(sample.size());
+        std::vector<float> x = bf16_values(gather_rows(s->x, n, sample)), rotated(x.size());
+        bench.oracle.hadamard(host_tensor(x.data(), {count, n}, DSA_DTYPE_F32),
+                              host_tensor(rotated.data(), {count, n}, DSA_DTYPE_F32));
+        std::vector<uint8_t> want_q(static_cast<size_t>(count * n));
+        std::vector<float> want_scales(static_cast<size_t>(count * groups));
+        bench.oracle.quantize_fp8(s->params, host_tensor(rotated.data(), {count, n}, DSA_DTYPE_F32),
+                                  host_tensor(want_q.data(), {count, n}, DSA_DTYPE_FP8_E4M3),
+                                  host_tensor(want_scales.data(), {count, groups}, DSA_DTYPE_F32));
+        const std::vector<uint8_t> got_q = download_rows<uint8_t>(bench.device, s->q_buffer, n, sample);
+        const std::vector<float> got_scales = download_rows<float>(bench.device, s->scale_buffer, groups, sample);
+        const int64_t group = n / groups;
+        std::vector<float> got(got_q.size()), want(want_q.size());
+        float largest_scale = 0.0f;
+        for (size_t i = 0; i < got.size(); ++i) {
+            got[i] = dsa::decode_e4m3(got_q[i]) * got_scales[i / group];
+            want[i] = dsa::decode_e4m3(want_q[i]) * want_scales[i / group];
+            largest_scale = std::fmax(largest_scale, want_scales[i / group]);
+        }
+        return compare_floats(got, want, largest_scale * 0x1p-9 * 1.01, 0.125 * 1.01, "dequantised codes");
+    };
+    return prepared;
+}
+
 // A cache writer: `tokens` distinct random slots of a cache holding twice as many, whose other
 // bytes are random too; the whole cache must equal the oracle's afterwards.
 struct CacheWriteState {
@@ -268,6 +326,11 @@ void add_elementwise_ops(std::vector<Op>& ops) {
                    "dsa_hadamard: bf16 [rows, n] times H_n / sqrt(n). FLOP: rows * n * log2(n); bytes: x + y.",
                    {{"rows", 262144}, {"n", 128}},
                    hadamard});
+    ops.push_back({"hadamard_quantize_fp8",
+                   "dsa_hadamard_quantize_fp8: bf16 x [rows, n] times H_n / sqrt(n), then e4m3 codes + f32 scales "
+                   "per group, in one pass. FLOP: rows * n * log2(n); bytes: x + codes + scales.",
+                   {{"rows", 262144}, {"n", 128}, {"group", 128}, {"ue8m0", 1}},
+                   hadamard_quantize_fp8});
     ops.push_back({"indexer_cache_write",
                    "dsa_indexer_cache_write: bf16 keys [T, D_I] quantised into T random slots of the paged indexer "
                    "cache. Bytes: k + slots + T * (D_I + 4) written.",

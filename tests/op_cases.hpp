@@ -446,6 +446,27 @@ inline OpCase hadamard_case(const CaseSize& s) {
     return c;
 }
 
+inline OpCase hadamard_quantize_case(const CaseSize& s) {
+    OpCase c;
+    c.function = "dsa_hadamard_quantize_fp8";
+    dsa_hadamard_params_t rotation;
+    REQUIRE(dsa_hadamard_params_init(&rotation) == DSA_STATUS_SUCCESS);
+    c.params.push_back(make_params("hadamard_params", rotation));
+    dsa_quantize_fp8_params_t quantization = case_quantize_params(DSA_SCALE_FORMAT_UE8M0);
+    quantization.group_size = 32;
+    c.params.push_back(make_params("quantize_params", quantization));
+    c.args.push_back(filled_real(
+        any_rank(contiguous(input("x", DSA_DTYPE_BF16, {s.rows, 64}, {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F16}))),
+        s.seed, -3.0f, 3.0f));
+    c.args.push_back(any_rank(contiguous(output("q", DSA_DTYPE_U8, {s.rows, 64}, {DSA_DTYPE_FP8_E4M3, DSA_DTYPE_U8}))));
+    c.args.push_back(any_rank(output("scales", DSA_DTYPE_F32, {s.rows, 2}, {DSA_DTYPE_F32})));
+    c.call = [](dsa_context_t* ctx, const ParamsList& p, const Tensors& t, WorkspaceArg) {
+        return dsa_hadamard_quantize_fp8(ctx, params_at<dsa_hadamard_params_t>(p, 0),
+                                         params_at<dsa_quantize_fp8_params_t>(p, 1), t[0], t[1], t[2], nullptr);
+    };
+    return c;
+}
+
 inline OpCase topk_case(const CaseSize& s) {
     OpCase c;
     c.function = "dsa_topk";
@@ -850,7 +871,8 @@ inline OpCase sparse_attention_backward_case(const CaseSize& s, dsa_sparse_atten
 
 using OpCaseBuilder = std::function<OpCase(const CaseSize&)>;
 
-// Every tensor op of dsa.h, in header order. A fuzzer input selects a builder by one byte modulo
+// Every tensor op of dsa.h, in header order up to the training ops, then ops added later in the
+// order they were added (dsa_hadamard_quantize_fp8). A fuzzer input selects a builder by one byte modulo
 // their count; the committed seeds and regression inputs hold the exact position, so appending
 // keeps them on their op.
 inline const std::vector<OpCaseBuilder>& op_case_builders() {
@@ -876,6 +898,7 @@ inline const std::vector<OpCaseBuilder>& op_case_builders() {
         [](const CaseSize& s) { return indexer_loss_case(s, DSA_INDEXER_LOSS_SPARSE, LossTeacher::shared_kv); },
         [](const CaseSize& s) { return sparse_attention_backward_case(s, DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC); },
         [](const CaseSize& s) { return sparse_attention_backward_case(s, DSA_SPARSE_ATTENTION_BACKWARD_FAST); },
+        hadamard_quantize_case,
     };
     return builders;
 }

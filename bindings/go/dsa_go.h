@@ -86,6 +86,18 @@ static inline dsa_status_t dsa_go_hadamard(dsa_context_t* context, const dsa_had
                           message);
 }
 
+static inline dsa_status_t dsa_go_hadamard_quantize_fp8(dsa_context_t* context,
+                                                        const dsa_hadamard_params_t* hadamard_params,
+                                                        const dsa_quantize_fp8_params_t* quantize_params,
+                                                        const dsa_tensor_t* x, void* x_data, const dsa_tensor_t* q,
+                                                        void* q_data, const dsa_tensor_t* scales, void* scales_data,
+                                                        uintptr_t stream, char** message) {
+    dsa_tensor_t x_storage, q_storage, scales_storage;
+    return dsa_go_checked(dsa_hadamard_quantize_fp8(context, hadamard_params, quantize_params, DSA_GO_TENSOR(x),
+                                                    DSA_GO_TENSOR(q), DSA_GO_TENSOR(scales), (dsa_stream_t)stream),
+                          message);
+}
+
 static inline dsa_status_t dsa_go_topk(dsa_context_t* context, const dsa_topk_params_t* params,
                                        const dsa_tensor_t* scores, void* scores_data, const dsa_tensor_t* row_starts,
                                        void* row_starts_data, const dsa_tensor_t* row_ends, void* row_ends_data,

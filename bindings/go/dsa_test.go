@@ -242,6 +242,45 @@ func TestHadamardInPlaceAndInverse(t *testing.T) {
 	}
 }
 
+func TestHadamardQuantizeFP8EqualsHadamardThenQuantizeFP8(t *testing.T) {
+	context := newContext(t, nil)
+	x := randomFloats(4*128, 6, 3)
+	params := dsa.DefaultQuantizeFP8Params()
+	params.GroupSize = 32
+	params.ScaleFormat = dsa.ScaleFormatUE8M0
+	rotated := make([]float32, len(x))
+	if err := context.Hadamard(nil, view(t, x, 4, 128), view(t, rotated, 4, 128), 0); err != nil {
+		t.Fatal(err)
+	}
+	wantCodes, wantScales := make([]uint8, len(x)), make([]float32, 16)
+	if err := context.QuantizeFP8(&params, view(t, rotated, 4, 128), view(t, wantCodes, 4, 128),
+		view(t, wantScales, 4, 4), 0); err != nil {
+		t.Fatal(err)
+	}
+	codes, scales := make([]uint8, len(x)), make([]float32, 16)
+	if err := context.HadamardQuantizeFP8(nil, &params, view(t, x, 4, 128), view(t, codes, 4, 128),
+		view(t, scales, 4, 4), 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := range codes {
+		if codes[i] != wantCodes[i] {
+			t.Fatalf("code %d: %#x, want %#x", i, codes[i], wantCodes[i])
+		}
+	}
+	for i := range scales {
+		if math.Float32bits(scales[i]) != math.Float32bits(wantScales[i]) {
+			t.Fatalf("scale %d: %g, want %g", i, scales[i], wantScales[i])
+		}
+	}
+	params.GroupSize = 0
+	err := context.HadamardQuantizeFP8(nil, &params, view(t, x, 4, 128), view(t, codes, 4, 128),
+		view(t, scales, 4, 4), 0)
+	if status, message := statusOf(t, err); status != dsa.StatusInvalidArgument ||
+		!strings.HasPrefix(message, "quantize_params.group_size") {
+		t.Fatalf("got %v", err)
+	}
+}
+
 func TestLibraryErrorsCarryStatusAndMessage(t *testing.T) {
 	context := newContext(t, nil)
 	x := randomFloats(256, 5, 1)

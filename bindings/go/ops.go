@@ -286,6 +286,22 @@ func (c *Context) Hadamard(params *HadamardParams, x, y *Tensor, stream Stream) 
 	return check(status, message)
 }
 
+// HadamardQuantizeFP8 is Hadamard and QuantizeFP8 in one pass: every row of x [..., N] (f32,
+// bf16 or f16; N a power of two up to 1024) rotated in f32 and quantised to codes q [..., N] and
+// f32 scales [..., N/GroupSize], bitwise the two ops with an f32 temporary in between
+// (dsa_hadamard_quantize_fp8; dsa.h has the layouts and statuses). nil params are the defaults.
+func (c *Context) HadamardQuantizeFP8(hadamardParams *HadamardParams, quantizeParams *QuantizeFP8Params,
+	x, q, scales *Tensor, stream Stream) error {
+	xLayout, xData := x.parts()
+	qLayout, qData := q.parts()
+	scalesLayout, scalesData := scales.parts()
+	var message *C.char
+	status := C.dsa_go_hadamard_quantize_fp8(c.raw, hadamardParams.toC(), quantizeParams.toC(), xLayout, xData,
+		qLayout, qData, scalesLayout, scalesData, C.uintptr_t(stream), &message)
+	runtime.KeepAlive(c)
+	return check(status, message)
+}
+
 // Topk selects, for every row of scores f32 [R, N], the indices i32 [R, k] of the k best tokens
 // of the window [rowStarts, rowEnds) (nil: 0 and N), larger score first and equal scores by
 // smaller index, -1 padding at the end; with a blockTable i32 [B, max_pages] (or nil), physical

@@ -268,6 +268,31 @@ DSA_API dsa_status_t dsa_hadamard(dsa_context_t* context, const dsa_hadamard_par
                                   const dsa_tensor_t* x, const dsa_tensor_t* y,
                                   dsa_stream_t stream);
 
+/** dsa_hadamard and dsa_quantize_fp8 in one pass (DeepSeek rotates the indexer q and k right
+ *  before quantising them): every row of x [..., N] (f32, bf16 or f16) is rotated with n = N
+ *  (a power of two in [1, 1024]) in f32 by exactly dsa_hadamard's operations, NOT rounded to
+ *  x's dtype, and quantised exactly as dsa_quantize_fp8 quantises an f32 tensor into codes
+ *  q [..., N] (FP8_E4M3 or U8) and f32 scales [..., N / group_size]. The results are bitwise
+ *  those of dsa_hadamard of f32(x) into an f32 tensor followed by dsa_quantize_fp8 of it.
+ *  hadamard_params / quantize_params NULL: their defaults (scale n^-0.5; group_size 128, f32
+ *  scales, amax_floor 1e-4); quantize_params->group_size must divide N.
+ *  Layout: the last dimension of x and q must be contiguous (stride 1) and scales' last stride
+ *  is free; leading dimensions may have any strides; all three have the same leading shape.
+ *  Outputs must not overlap each other or x (no in-place form: q is narrower than x).
+ *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL ctx/tensor/data, a struct_size too small, a
+ *  non-finite hadamard_params->scale, group_size <= 0 or not dividing N, amax_floor not > 0 or
+ *  not finite, unknown scale_format), DSA_STATUS_SHAPE_MISMATCH (N not a power of two in
+ *  [1, 1024], q's shape not x's, scales' leading shape or last extent wrong, a rank of 0),
+ *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (a last
+ *  stride not 1, an output overlapping itself, x or the other output), DSA_STATUS_UNSUPPORTED
+ *  (a params struct from a newer caller with fields set that this version does not know),
+ *  DSA_STATUS_CUDA_ERROR. */
+DSA_API dsa_status_t dsa_hadamard_quantize_fp8(dsa_context_t* context,
+                                               const dsa_hadamard_params_t* hadamard_params,
+                                               const dsa_quantize_fp8_params_t* quantize_params,
+                                               const dsa_tensor_t* x, const dsa_tensor_t* q,
+                                               const dsa_tensor_t* scales, dsa_stream_t stream);
+
 /* ------------------------------------------------------------------------------------------ */
 /* Top-k selection (DSA_SPEC section 5)                                                       */
 /* ------------------------------------------------------------------------------------------ */

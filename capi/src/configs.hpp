@@ -3,6 +3,7 @@
 #pragma once
 
 #include "../../core/ops/indexer_topk.hpp"
+#include "../../core/ops/quantize.hpp"
 #include "../../core/ops/sparse_attention.hpp"
 #include "../../core/ops/topk.hpp"
 #include "dsa.h"
@@ -10,6 +11,7 @@
 namespace dsa::capi {
 
 Status read_topk_config(const dsa_topk_params_t* params, const char* name, TopkConfig* config);
+Status read_quantize_fp8_config(const dsa_quantize_fp8_params_t* params, const char* name, QuantizeFp8Config* config);
 // Rejects NULL: the softmax scale has no default.
 Status read_sparse_attention_config(const dsa_sparse_attention_params_t* params, const char* name,
                                     SparseAttentionConfig* config);

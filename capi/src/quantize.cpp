@@ -1,22 +1,23 @@
 // extern "C" entry points of FP8 quantisation.
 #include "../../core/ops/quantize.hpp"
 #include "api.hpp"
+#include "configs.hpp"
 
 using namespace dsa;
 
-namespace {
+namespace dsa::capi {
 
-Status read_config(const dsa_quantize_fp8_params_t* params, QuantizeFp8Config* config) {
+Status read_quantize_fp8_config(const dsa_quantize_fp8_params_t* params, const char* name, QuantizeFp8Config* config) {
     dsa_quantize_fp8_params_t resolved;
     dsa_quantize_fp8_params_init(&resolved);
-    DSA_TRY(capi::read_params(params, &resolved, "params"));
+    DSA_TRY(read_params(params, &resolved, name));
     config->group_size = resolved.group_size;
     config->scale_format = static_cast<ScaleFormat>(resolved.scale_format);
     config->amax_floor = resolved.amax_floor;
     return Status::success();
 }
 
-}  // namespace
+}  // namespace dsa::capi
 
 extern "C" {
 
@@ -39,7 +40,7 @@ dsa_status_t dsa_quantize_fp8(dsa_context_t* context, const dsa_quantize_fp8_par
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
         QuantizeFp8Config config;
-        DSA_TRY(read_config(params, &config));
+        DSA_TRY(capi::read_quantize_fp8_config(params, "params", &config));
         TensorView x_view, q_view, scales_view;
         return quantize_fp8(*ctx, config, capi::view_of(x, x_view), capi::view_of(q, q_view),
                             capi::view_of(scales, scales_view), stream);
@@ -53,7 +54,7 @@ dsa_status_t dsa_dequantize_fp8(dsa_context_t* context, const dsa_quantize_fp8_p
         Context* ctx = nullptr;
         DSA_TRY(capi::require_context(context, &ctx));
         QuantizeFp8Config config;
-        DSA_TRY(read_config(params, &config));
+        DSA_TRY(capi::read_quantize_fp8_config(params, "params", &config));
         TensorView q_view, scales_view, y_view;
         return dequantize_fp8(*ctx, config, capi::view_of(q, q_view), capi::view_of(scales, scales_view),
                               capi::view_of(y, y_view), stream);

@@ -3,9 +3,8 @@
 #include "isa.hpp"
 
 namespace dsa::cpu {
-namespace {
 
-DSA_CPU_MULTIVERSION void butterfly(float* v, int64_t n, float scale) {
+DSA_CPU_MULTIVERSION void hadamard_butterfly(float* v, int64_t n, float scale) {
     for (int64_t half = 1; half < n; half *= 2)
         for (int64_t block = 0; block < n; block += 2 * half)
             for (int64_t j = block; j < block + half; ++j) {
@@ -15,6 +14,8 @@ DSA_CPU_MULTIVERSION void butterfly(float* v, int64_t n, float scale) {
             }
     for (int64_t j = 0; j < n; ++j) v[j] *= scale;
 }
+
+namespace {
 
 template <typename T>
 void rotate_rows(Context& context, const HadamardProblem& p) {
@@ -26,7 +27,7 @@ void rotate_rows(Context& context, const HadamardProblem& p) {
             const T* x = p.x.as<const T>() + x_rows.offset(r);
             T* y = p.y.as<T>() + y_rows.offset(r);
             for (int64_t j = 0; j < p.n; ++j) row[j] = to_float(x[j]);
-            butterfly(row, p.n, p.scale);
+            hadamard_butterfly(row, p.n, p.scale);
             for (int64_t j = 0; j < p.n; ++j) {
                 if constexpr (sizeof(T) == 4) {
                     y[j] = row[j];

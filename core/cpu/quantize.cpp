@@ -29,19 +29,6 @@ inline __attribute__((always_inline)) void quantize_row_impl(const T* x, uint8_t
     }
 }
 
-DSA_CPU_MULTIVERSION void quantize_row(const float* x, uint8_t* q, float* s, int64_t ss, int64_t n,
-                                       const QuantizeFp8Config& c) {
-    quantize_row_impl(x, q, s, ss, n, c);
-}
-DSA_CPU_MULTIVERSION void quantize_row(const bf16_t* x, uint8_t* q, float* s, int64_t ss, int64_t n,
-                                       const QuantizeFp8Config& c) {
-    quantize_row_impl(x, q, s, ss, n, c);
-}
-DSA_CPU_MULTIVERSION void quantize_row(const f16_t* x, uint8_t* q, float* s, int64_t ss, int64_t n,
-                                       const QuantizeFp8Config& c) {
-    quantize_row_impl(x, q, s, ss, n, c);
-}
-
 template <typename T>
 inline __attribute__((always_inline)) void dequantize_row_impl(const uint8_t* q, const float* scales,
                                                                int64_t scale_stride, T* y, int64_t n,
@@ -66,14 +53,31 @@ DSA_CPU_MULTIVERSION void dequantize_row(const uint8_t* q, const float* s, int64
     dequantize_row_impl(q, s, ss, y, n, g);
 }
 
+}  // namespace
+
+DSA_CPU_MULTIVERSION void quantize_fp8_row(const float* x, uint8_t* q, float* s, int64_t ss, int64_t n,
+                                           const QuantizeFp8Config& c) {
+    quantize_row_impl(x, q, s, ss, n, c);
+}
+DSA_CPU_MULTIVERSION void quantize_fp8_row(const bf16_t* x, uint8_t* q, float* s, int64_t ss, int64_t n,
+                                           const QuantizeFp8Config& c) {
+    quantize_row_impl(x, q, s, ss, n, c);
+}
+DSA_CPU_MULTIVERSION void quantize_fp8_row(const f16_t* x, uint8_t* q, float* s, int64_t ss, int64_t n,
+                                           const QuantizeFp8Config& c) {
+    quantize_row_impl(x, q, s, ss, n, c);
+}
+
+namespace {
+
 template <typename T>
 void quantize_rows(Context& context, const QuantizeFp8Problem& p) {
     const RowLayout x_rows = leading_rows(p.values), q_rows = leading_rows(p.codes), s_rows = leading_rows(p.scales);
     const int64_t scale_stride = p.scales.stride(-1);
     context.pool().parallel_for(p.rows, rows_per_chunk(p.n), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row)
-            quantize_row(p.values.as<const T>() + x_rows.offset(row), p.codes.as<uint8_t>() + q_rows.offset(row),
-                         p.scales.as<float>() + s_rows.offset(row), scale_stride, p.n, p.config);
+            quantize_fp8_row(p.values.as<const T>() + x_rows.offset(row), p.codes.as<uint8_t>() + q_rows.offset(row),
+                             p.scales.as<float>() + s_rows.offset(row), scale_stride, p.n, p.config);
     });
 }
 

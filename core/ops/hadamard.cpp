@@ -5,9 +5,28 @@
 
 namespace dsa {
 
-Status hadamard(Context& context, float scale, const TensorView* x, const TensorView* y, Stream stream) {
+Status check_hadamard_scale(float scale, const char* params_name) {
     if (!std::isfinite(scale))
-        return {StatusCode::invalid_argument, "params.scale: must be finite, got " + std::to_string(scale)};
+        return {StatusCode::invalid_argument,
+                std::string(params_name) + ".scale: must be finite, got " + std::to_string(scale)};
+    return Status::success();
+}
+
+Status check_hadamard_length(const TensorView& x, const char* x_name) {
+    const int64_t n = x.size(-1);
+    if (n < 1 || n > kHadamardMaxLength || (n & (n - 1)) != 0)
+        return {StatusCode::shape_mismatch, std::string(x_name) +
+                                                ": the last dimension must be a power of two in [1, 1024], got " +
+                                                std::to_string(n)};
+    return Status::success();
+}
+
+float resolved_hadamard_scale(float scale, int64_t n) {
+    return scale != 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+}
+
+Status hadamard(Context& context, float scale, const TensorView* x, const TensorView* y, Stream stream) {
+    DSA_TRY(check_hadamard_scale(scale, "params"));
     DSA_TRY(check_tensor(x, "x"));
     DSA_TRY(check_tensor(y, "y"));
     DSA_TRY(context.require_device(*x, "x"));
@@ -16,10 +35,8 @@ Status hadamard(Context& context, float scale, const TensorView* x, const Tensor
     DSA_TRY(require_dtype(*y, "y", {x->dtype}));
     DSA_TRY(require_min_rank(*x, "x", 1));
     DSA_TRY(require_same_shape(*y, "y", *x, "x"));
+    DSA_TRY(check_hadamard_length(*x, "x"));
     const int64_t n = x->size(-1);
-    if (n < 1 || n > kHadamardMaxLength || (n & (n - 1)) != 0)
-        return {StatusCode::shape_mismatch,
-                "x: the last dimension must be a power of two in [1, 1024], got " + std::to_string(n)};
     DSA_TRY(require_unit_last_stride(*x, "x"));
     DSA_TRY(require_unit_last_stride(*y, "y"));
     DSA_TRY(require_non_self_overlapping(*y, "y"));
@@ -28,7 +45,7 @@ Status hadamard(Context& context, float scale, const TensorView* x, const Tensor
     HadamardProblem problem;
     problem.x = *x;
     problem.y = *y;
-    problem.scale = scale != 0.0f ? scale : static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+    problem.scale = resolved_hadamard_scale(scale, n);
     problem.rows = leading_row_count(*x);
     problem.n = n;
     if (problem.rows * n == 0) return Status::success();

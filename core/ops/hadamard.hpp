@@ -18,8 +18,16 @@ struct HadamardProblem {
 // scale == 0 means n^-0.5.
 Status hadamard(Context& context, float scale, const TensorView* x, const TensorView* y, Stream stream);
 
+// The rotation's own rules, shared with the ops that rotate before doing more (messages name
+// the params struct `params_name` and the input `x_name`).
+Status check_hadamard_scale(float scale, const char* params_name);
+Status check_hadamard_length(const TensorView& x, const char* x_name);
+float resolved_hadamard_scale(float scale, int64_t n);
+
 namespace cpu {
 void hadamard(Context& context, const HadamardProblem& problem);
+// v[0..n) = (v . H_n) * scale in place, n a power of two: the butterfly every CPU rotation uses.
+void hadamard_butterfly(float* v, int64_t n, float scale);
 }
 namespace cuda {
 Status hadamard(Context& context, const HadamardProblem& problem, Stream stream);

@@ -32,9 +32,23 @@ Status quantize_fp8(Context& context, const QuantizeFp8Config& config, const Ten
 Status dequantize_fp8(Context& context, const QuantizeFp8Config& config, const TensorView* q,
                       const TensorView* scales, const TensorView* y, Stream stream);
 
+// Every check dsa_quantize_fp8 makes on its config (named `params_name` in messages) and on x,
+// q and scales, filling *problem; shared with the ops that quantise what they compute.
+Status describe_quantize_fp8(Context& context, const QuantizeFp8Config& config, const char* params_name,
+                             const TensorView* x, const TensorView* q, const TensorView* scales,
+                             QuantizeFp8Problem* problem);
+
 namespace cpu {
 void quantize_fp8(Context& context, const QuantizeFp8Problem& problem);
 void dequantize_fp8(Context& context, const QuantizeFp8Problem& problem);
+// One row of n values into codes q[0..n) and the scale of group g at scales[g * scale_stride]:
+// the group quantiser every CPU quantisation uses.
+void quantize_fp8_row(const float* x, uint8_t* q, float* scales, int64_t scale_stride, int64_t n,
+                      const QuantizeFp8Config& config);
+void quantize_fp8_row(const bf16_t* x, uint8_t* q, float* scales, int64_t scale_stride, int64_t n,
+                      const QuantizeFp8Config& config);
+void quantize_fp8_row(const f16_t* x, uint8_t* q, float* scales, int64_t scale_stride, int64_t n,
+                      const QuantizeFp8Config& config);
 }  // namespace cpu
 
 namespace cuda {

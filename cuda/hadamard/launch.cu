@@ -1,7 +1,7 @@
 // CUDA Hadamard rotation: one block per row, the butterfly in shared memory in f32 (the same
 // operations in the same order as the CPU path, so results match bitwise).
 #include "../../core/ops/hadamard.hpp"
-#include "../common/runtime.cuh"
+#include "butterfly.cuh"
 
 namespace dsa::cuda {
 namespace {
@@ -14,15 +14,7 @@ __global__ void hadamard_kernel(HadamardProblem p, RowLayout x_rows, RowLayout y
         const T* x = static_cast<const T*>(p.x.data) + x_rows.offset(r);
         for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] = to_float(x[j]);
         __syncthreads();
-        for (int half = 1; half < n; half *= 2) {
-            for (int pair = threadIdx.x; pair < n / 2; pair += blockDim.x) {
-                const int j = (pair / half) * 2 * half + pair % half;
-                const float a = row[j], b = row[j + half];
-                row[j] = a + b;
-                row[j + half] = a - b;
-            }
-            __syncthreads();
-        }
+        block_butterfly(row, n);
         T* y = static_cast<T*>(p.y.data) + y_rows.offset(r);
         for (int j = threadIdx.x; j < n; j += blockDim.x) {
             const float value = row[j] * p.scale;
@@ -41,8 +33,8 @@ __global__ void hadamard_kernel(HadamardProblem p, RowLayout x_rows, RowLayout y
 Status hadamard(Context& context, const HadamardProblem& problem, Stream stream) {
     DeviceScope scope(context.device_id());
     DSA_TRY(scope.status());
-    const int threads = problem.n >= 512 ? 256 : (problem.n >= 64 ? static_cast<int>(problem.n / 2) : 32);
-    const unsigned blocks = static_cast<unsigned>(problem.rows < 65536 * 8 ? problem.rows : 65536 * 8);
+    const int threads = butterfly_threads(problem.n);
+    const unsigned blocks = row_blocks(problem.rows);
     if (problem.x.dtype == DType::bf16)
         hadamard_kernel<bf16_t><<<blocks, threads, 0, stream>>>(problem, leading_rows(problem.x), leading_rows(problem.y));
     else

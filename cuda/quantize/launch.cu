@@ -1,43 +1,24 @@
 // CUDA FP8 block quantisation: one warp per group (any group size), rows by the grid's x.
 // Simple and correct; the pipeline fuses quantisation into its own kernels where it matters.
-#include "../../core/ops/quantize.hpp"
-#include "../common/runtime.cuh"
+#include "group.cuh"
 
 namespace dsa::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
 
-DSA_HOST_DEVICE float load_float(const void* base, DType dtype, int64_t i) {
-    switch (dtype) {
-        case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(base)[i]);
-        case DType::f16: return f16_to_float(static_cast<const uint16_t*>(base)[i]);
-        default: return static_cast<const float*>(base)[i];
-    }
-}
-
 // The flat group index g covers rows * groups_per_row groups.
 __global__ void quantize_kernel(QuantizeFp8Problem p, RowLayout x_rows, RowLayout q_rows, RowLayout s_rows,
                                 int64_t total_groups) {
-    const int lane = threadIdx.x % 32;
     const int64_t group = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
     if (group >= total_groups) return;
     const int64_t groups_per_row = p.groups_per_row();
     const int64_t row = group / groups_per_row, index = group % groups_per_row;
     const int64_t first = index * p.config.group_size;
     const int64_t x_offset = x_rows.offset(row) + first;
-    float amax = 0.0f;
-    for (int64_t i = lane; i < p.config.group_size; i += 32) {
-        const float magnitude = fabsf(load_float(p.values.data, p.values.dtype, x_offset + i));
-        amax = magnitude <= 3.402823466e38f && magnitude > amax ? magnitude : amax;
-    }
-    for (int offset = 16; offset > 0; offset /= 2) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-    const float scale =
-        fp8_group_scale(amax > p.config.amax_floor ? amax : p.config.amax_floor, p.config.scale_format == ScaleFormat::ue8m0);
-    uint8_t* q = static_cast<uint8_t*>(p.codes.data) + q_rows.offset(row) + first;
-    for (int64_t i = lane; i < p.config.group_size; i += 32)
-        q[i] = quantize_e4m3(load_float(p.values.data, p.values.dtype, x_offset + i), scale);
-    if (lane == 0) static_cast<float*>(p.scales.data)[s_rows.offset(row) + index * p.scales.stride(-1)] = scale;
+    warp_quantize_group([&](int64_t i) { return load_float(p.values.data, p.values.dtype, x_offset + i); }, p.config,
+                        static_cast<uint8_t*>(p.codes.data) + q_rows.offset(row) + first,
+                        static_cast<float*>(p.scales.data) + s_rows.offset(row) + index * p.scales.stride(-1));
 }
 
 __global__ void dequantize_kernel(QuantizeFp8Problem p, RowLayout y_rows, RowLayout q_rows, RowLayout s_rows,

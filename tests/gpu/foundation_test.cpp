@@ -1,5 +1,5 @@
-// CUDA quantize / dequantize / hadamard against the CPU path on the same inputs: the kernels
-// use the same codec and the same butterfly order, so results are bitwise equal.
+// CUDA quantize / dequantize / hadamard / hadamard_quantize_fp8 against the CPU path on the same
+// inputs: the kernels use the same codec and the same butterfly order, so results are bitwise equal.
 #include "gpu_support.hpp"
 
 using namespace dsa_test;
@@ -96,6 +96,54 @@ TEST_CASE("CUDA hadamard equals the CPU bitwise for every length, in place too")
         dsa_tensor_t xbd = on_device(xbt, xb_dev.data), ybd = on_device(ybt, yb_dev.data);
         REQUIRE(dsa_hadamard(gpu, nullptr, &xbd, &ybd, nullptr) == DSA_STATUS_SUCCESS);
         CHECK(yb_dev.download() == yb);
+    }
+}
+
+TEST_CASE("CUDA hadamard_quantize_fp8 equals the CPU bitwise (every length, group sizes, formats, dtypes, strided rows)") {
+    Context cpu(2);
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    for (int64_t n = 1; n <= 1024; n *= 2) {
+        // n = 8: more rows than the grid has blocks, so blocks take several rows.
+        const int64_t rows = n == 8 ? 600000 : 301;
+        // Every other row of the input buffer, with outliers, NaN, Inf and an all-zero row.
+        std::vector<float> storage = random_floats(rows * 2 * n, static_cast<uint32_t>(n) + 5, -4.0f, 4.0f);
+        for (size_t i = 0; i < storage.size(); i += 1031) storage[i] *= 500.0f;
+        storage[2 * n * 3] = NAN;
+        storage[2 * n * 5 + n - 1] = INFINITY;
+        for (int64_t i = 0; i < n; ++i) storage[2 * n * 7 + i] = 0.0f;
+        for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16, DSA_DTYPE_F16}) {
+            std::vector<uint16_t> halves = to_bf16(storage);
+            if (dtype == DSA_DTYPE_F16)
+                for (uint16_t& v : halves) v = static_cast<uint16_t>((v & 0x83ff) | 0x3000);  // finite f16, |v| in [0.125, 0.25)
+            void* host = dtype == DSA_DTYPE_F32 ? static_cast<void*>(storage.data()) : halves.data();
+            const size_t bytes = storage.size() * (dtype == DSA_DTYPE_F32 ? 4 : 2);
+            dsa_tensor_t x = strided(host, {rows, n}, {2 * n, 1}, dtype);
+            DeviceBuffer<uint8_t> x_dev(std::vector<uint8_t>(static_cast<uint8_t*>(host), static_cast<uint8_t*>(host) + bytes));
+            const dsa_tensor_t xd = on_device(x, x_dev.data);
+            for (int64_t group : {n, int64_t{32}, int64_t{1}}) {
+                if (group > n || (group == 1 && n > 64)) continue;
+                for (dsa_scale_format_t format : {DSA_SCALE_FORMAT_F32, DSA_SCALE_FORMAT_UE8M0}) {
+                    CAPTURE(n); CAPTURE(dtype); CAPTURE(group); CAPTURE(format);
+                    dsa_quantize_fp8_params_t params;
+                    dsa_quantize_fp8_params_init(&params);
+                    params.group_size = static_cast<int32_t>(group);
+                    params.scale_format = format;
+                    std::vector<uint8_t> q_cpu(rows * n, 1);
+                    std::vector<float> s_cpu(rows * (n / group), 1.0f);
+                    dsa_tensor_t qt = view(q_cpu.data(), {rows, n}, DSA_DTYPE_FP8_E4M3);
+                    dsa_tensor_t st = view(s_cpu.data(), {rows, n / group}, DSA_DTYPE_F32);
+                    REQUIRE(dsa_hadamard_quantize_fp8(cpu, nullptr, &params, &x, &qt, &st, nullptr) == DSA_STATUS_SUCCESS);
+                    DeviceBuffer<uint8_t> q_dev(std::vector<uint8_t>(q_cpu.size(), 0x33));
+                    DeviceBuffer<float> s_dev(std::vector<float>(s_cpu.size(), -3.0f));
+                    dsa_tensor_t qd = on_device(qt, q_dev.data), sd = on_device(st, s_dev.data);
+                    REQUIRE_MESSAGE(dsa_hadamard_quantize_fp8(gpu, nullptr, &params, &xd, &qd, &sd, nullptr) ==
+                                        DSA_STATUS_SUCCESS,
+                                    dsa_last_error_message());
+                    CHECK(q_dev.download() == q_cpu);
+                    CHECK(s_dev.download() == s_cpu);  // scales are never NaN
+                }
+            }
+        }
     }
 }
 

@@ -35,6 +35,22 @@ def _shape(tensor):
     return tuple(tensor.shape[: tensor.ndim])
 
 
+def _quantize_params(group_size, scale_format, amax_floor):
+    """The QuantizeFp8Params of quantize_fp8 and hadamard_quantize_fp8; scale_format may be a name."""
+    if isinstance(scale_format, str):
+        scale_format = ScaleFormat[scale_format.upper()]
+    return _params(QuantizeFp8Params, lib.dsa_quantize_fp8_params_init,
+                   group_size=group_size, scale_format=scale_format, amax_floor=amax_floor)
+
+
+def _quantized_like(x, params, stream):
+    """New (q, scales) for quantising x: e4m3 codes of x's shape, f32 scales [..., N / group_size]."""
+    shape = _shape(_arrays.view("x", x, stream=stream)[0])
+    last = shape[-1] if shape else 0
+    groups = last // params.group_size if params.group_size > 0 else 0  # else libdsa explains
+    return _arrays.empty(x, shape, "float8_e4m3fn"), _arrays.empty(x, shape[:-1] + (groups,), "float32")
+
+
 def _topk_params(k, order, n_sink, n_local, page_size):
     """dsa_topk_params_t; order: TopkOrder, or "unspecified" / "score" / "index"."""
     if isinstance(order, str):
@@ -132,16 +148,8 @@ class Context:
         has no FP8 dtype) and f32 scales [..., N / group_size], allocated like x unless
         out=(q, scales) is given. scale_format: ScaleFormat, or "f32" / "ue8m0".
         """
-        if isinstance(scale_format, str):
-            scale_format = ScaleFormat[scale_format.upper()]
-        params = _params(QuantizeFp8Params, lib.dsa_quantize_fp8_params_init,
-                         group_size=group_size, scale_format=scale_format, amax_floor=amax_floor)
-        if out is None:
-            shape = _shape(_arrays.view("x", x, stream=stream)[0])
-            last = shape[-1] if shape else 0
-            groups = last // params.group_size if params.group_size > 0 else 0  # else libdsa explains
-            out = (_arrays.empty(x, shape, "float8_e4m3fn"), _arrays.empty(x, shape[:-1] + (groups,), "float32"))
-        q, scales = out
+        params = _quantize_params(group_size, scale_format, amax_floor)
+        q, scales = out if out is not None else _quantized_like(x, params, stream)
         self._run(lib.dsa_quantize_fp8, params, [("x", x, False), ("q", q, True), ("scales", scales, True)], stream)
         return q, scales
 
@@ -163,6 +171,19 @@ class Context:
             out = _arrays.empty(x, _shape(x_view), "bfloat16" if x_view.dtype == DType.BF16 else "float32")
         self._run(lib.dsa_hadamard, params, [("x", x, False), ("y", out, True)], stream)
         return out
+
+    def hadamard_quantize_fp8(self, x, *, scale=None, group_size=None, scale_format=None, amax_floor=None, out=None,
+                              stream=None):
+        """hadamard and quantize_fp8 in one pass (dsa_hadamard_quantize_fp8): every row of x
+        [..., N] (f32, bf16 or f16; N a power of two up to 1024) rotated in f32 and quantised,
+        bitwise hadamard into an f32 array followed by quantize_fp8 of it. Parameters and the
+        returned (q, scales) as hadamard and quantize_fp8."""
+        rotation = _params(HadamardParams, lib.dsa_hadamard_params_init, scale=scale)
+        quantization = _quantize_params(group_size, scale_format, amax_floor)
+        q, scales = out if out is not None else _quantized_like(x, quantization, stream)
+        self._run(lib.dsa_hadamard_quantize_fp8, (rotation, quantization),
+                  [("x", x, False), ("q", q, True), ("scales", scales, True)], stream)
+        return q, scales
 
     def topk(self, scores, row_starts=None, row_ends=None, block_table=None, *, k=None, order=None, n_sink=None,
              n_local=None, page_size=None, out=None, stream=None):

@@ -195,6 +195,8 @@ PROTOTYPES = {
     "dsa_dequantize_fp8": (_status, [_context, POINTER(QuantizeFp8Params), _tensor, _tensor, _tensor, _stream]),
     "dsa_hadamard_params_init": (_status, [POINTER(HadamardParams)]),
     "dsa_hadamard": (_status, [_context, POINTER(HadamardParams), _tensor, _tensor, _stream]),
+    "dsa_hadamard_quantize_fp8": (_status, [_context, POINTER(HadamardParams), POINTER(QuantizeFp8Params), _tensor,
+                                            _tensor, _tensor, _stream]),
     "dsa_topk_params_init": (_status, [POINTER(TopkParams)]),
     "dsa_topk": (_status, [_context, POINTER(TopkParams), _tensor, _tensor, _tensor, _tensor, _tensor, _stream]),
     "dsa_indexer_params_init": (_status, [POINTER(IndexerParams)]),

@@ -110,6 +110,26 @@ def test_hadamard_matches_reference_and_works_in_place(context, rng):
     numpy.testing.assert_allclose(y16.astype(numpy.float32), reference_hadamard(bf16), rtol=1e-2, atol=1e-2)
 
 
+def test_hadamard_quantize_fp8_equals_hadamard_then_quantize_fp8(context, rng):
+    x = (rng.standard_normal((3, 2, 256)) * 4).astype(ml_dtypes.bfloat16)
+    for scale_format in ("f32", "ue8m0"):
+        q, scales = context.hadamard_quantize_fp8(x, group_size=64, scale_format=scale_format)
+        assert q.shape == x.shape and scales.shape == (3, 2, 4) and scales.dtype == numpy.float32
+        rotated = context.hadamard(x.astype(numpy.float32))
+        want_q, want_scales = context.quantize_fp8(rotated, group_size=64, scale_format=scale_format)
+        numpy.testing.assert_array_equal(q.view(numpy.uint8), want_q.view(numpy.uint8))
+        numpy.testing.assert_array_equal(scales.view(numpy.uint32), want_scales.view(numpy.uint32))
+    q, scales = numpy.full((2, 128), 0x5A, numpy.uint8), numpy.full((2, 4), 7, numpy.float32)
+    x32 = rng.standard_normal((2, 128)).astype(numpy.float32)
+    assert context.hadamard_quantize_fp8(x32, scale=0.5, group_size=32, out=(q, scales))[0] is q
+    want_q, want_scales = context.quantize_fp8(context.hadamard(x32, scale=0.5), group_size=32)
+    numpy.testing.assert_array_equal(q, want_q.view(numpy.uint8))
+    numpy.testing.assert_array_equal(scales, want_scales)
+    with pytest.raises(dsa.DsaError) as failure:
+        context.hadamard_quantize_fp8(rng.standard_normal((2, 96)).astype(numpy.float32), group_size=32)
+    assert failure.value.code == dsa.Status.SHAPE_MISMATCH and failure.value.message.startswith("x:")
+
+
 def test_library_errors_carry_code_and_message(context, rng):
     x = rng.standard_normal((2, 128)).astype(numpy.float32)
     q, scales = numpy.full((2, 128), 0x5A, numpy.uint8), numpy.full((2, 1), 7, numpy.float32)

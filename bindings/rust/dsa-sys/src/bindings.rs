@@ -606,6 +606,36 @@ extern "C" {
         stream: dsa_stream_t,
     ) -> dsa_status_t;
 }
+extern "C" {
+    #[doc = " dsa_hadamard and dsa_quantize_fp8 in one pass (DeepSeek rotates the indexer q and k right"]
+    #[doc = "  before quantising them): every row of x [..., N] (f32, bf16 or f16) is rotated with n = N"]
+    #[doc = "  (a power of two in [1, 1024]) in f32 by exactly dsa_hadamard's operations, NOT rounded to"]
+    #[doc = "  x's dtype, and quantised exactly as dsa_quantize_fp8 quantises an f32 tensor into codes"]
+    #[doc = "  q [..., N] (FP8_E4M3 or U8) and f32 scales [..., N / group_size]. The results are bitwise"]
+    #[doc = "  those of dsa_hadamard of f32(x) into an f32 tensor followed by dsa_quantize_fp8 of it."]
+    #[doc = "  hadamard_params / quantize_params NULL: their defaults (scale n^-0.5; group_size 128, f32"]
+    #[doc = "  scales, amax_floor 1e-4); quantize_params->group_size must divide N."]
+    #[doc = "  Layout: the last dimension of x and q must be contiguous (stride 1) and scales' last stride"]
+    #[doc = "  is free; leading dimensions may have any strides; all three have the same leading shape."]
+    #[doc = "  Outputs must not overlap each other or x (no in-place form: q is narrower than x)."]
+    #[doc = "  Returns DSA_STATUS_INVALID_ARGUMENT (NULL ctx/tensor/data, a struct_size too small, a"]
+    #[doc = "  non-finite hadamard_params->scale, group_size <= 0 or not dividing N, amax_floor not > 0 or"]
+    #[doc = "  not finite, unknown scale_format), DSA_STATUS_SHAPE_MISMATCH (N not a power of two in"]
+    #[doc = "  [1, 1024], q's shape not x's, scales' leading shape or last extent wrong, a rank of 0),"]
+    #[doc = "  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED (a last"]
+    #[doc = "  stride not 1, an output overlapping itself, x or the other output), DSA_STATUS_UNSUPPORTED"]
+    #[doc = "  (a params struct from a newer caller with fields set that this version does not know),"]
+    #[doc = "  DSA_STATUS_CUDA_ERROR."]
+    pub fn dsa_hadamard_quantize_fp8(
+        context: *mut dsa_context_t,
+        hadamard_params: *const dsa_hadamard_params_t,
+        quantize_params: *const dsa_quantize_fp8_params_t,
+        x: *const dsa_tensor_t,
+        q: *const dsa_tensor_t,
+        scales: *const dsa_tensor_t,
+        stream: dsa_stream_t,
+    ) -> dsa_status_t;
+}
 #[doc = " Output order of dsa_topk (the selected SET never depends on it)."]
 pub type dsa_topk_order_t = u32;
 #[doc = " Parameters of dsa_topk."]

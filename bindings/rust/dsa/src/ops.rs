@@ -118,8 +118,8 @@ codes! {
 }
 
 params! {
-    /// Parameters of [`Context::quantize_fp8`] and [`Context::dequantize_fp8`]
-    /// (`dsa_quantize_fp8_params_t`).
+    /// Parameters of [`Context::quantize_fp8`], [`Context::dequantize_fp8`] and
+    /// [`Context::hadamard_quantize_fp8`] (`dsa_quantize_fp8_params_t`).
     QuantizeFp8Params = dsa_quantize_fp8_params_t, dsa_quantize_fp8_params_init {
         /// B: consecutive elements sharing a scale (default 128).
         group_size: i32,
@@ -131,7 +131,8 @@ params! {
 }
 
 params! {
-    /// Parameters of [`Context::hadamard`] (`dsa_hadamard_params_t`).
+    /// Parameters of [`Context::hadamard`] and [`Context::hadamard_quantize_fp8`]
+    /// (`dsa_hadamard_params_t`).
     HadamardParams = dsa_hadamard_params_t, dsa_hadamard_params_init {
         /// Multiplier of the result; 0 (default) means n^-0.5 (orthonormal).
         scale: f32,
@@ -310,6 +311,34 @@ impl Context {
     pub fn hadamard_in_place(&self, params: Option<&HadamardParams>, x: &mut TensorViewMut, stream: Stream) -> Result<()> {
         let params = raw_params(params);
         Error::check(unsafe { sys::dsa_hadamard(self.as_raw(), params.as_ptr(), x.as_raw(), x.as_raw(), stream.as_raw()) })
+    }
+
+    /// [`Context::hadamard`] and [`Context::quantize_fp8`] in one pass
+    /// (`dsa_hadamard_quantize_fp8`): every row of x [..., N] (f32, bf16 or f16; N a power of two
+    /// up to 1024) rotated in f32 and quantised to codes q [..., N] and f32 scales
+    /// [..., N / group_size], bitwise the two ops with an f32 temporary in between. `None` params
+    /// are the defaults. See dsa.h for layouts and statuses.
+    pub fn hadamard_quantize_fp8(
+        &self,
+        hadamard_params: Option<&HadamardParams>,
+        quantize_params: Option<&QuantizeFp8Params>,
+        x: &TensorView,
+        q: &mut TensorViewMut,
+        scales: &mut TensorViewMut,
+        stream: Stream,
+    ) -> Result<()> {
+        let (hadamard_params, quantize_params) = (raw_params(hadamard_params), raw_params(quantize_params));
+        Error::check(unsafe {
+            sys::dsa_hadamard_quantize_fp8(
+                self.as_raw(),
+                hadamard_params.as_ptr(),
+                quantize_params.as_ptr(),
+                x.as_raw(),
+                q.as_raw(),
+                scales.as_raw(),
+                stream.as_raw(),
+            )
+        })
     }
 
     /// Top-k selection (`dsa_topk`): for every row of scores f32 [R, N], the indices i32 [R, k]

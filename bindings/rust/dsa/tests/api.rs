@@ -175,6 +175,54 @@ fn hadamard_is_its_own_inverse_and_works_in_place() {
 }
 
 #[test]
+fn hadamard_quantize_fp8_equals_hadamard_then_quantize_fp8() {
+    let context = Context::new().unwrap();
+    let x = random_floats(4 * 128, 6, 3.0);
+    let params = dsa::QuantizeFp8Params { group_size: 32, scale_format: dsa::ScaleFormat::UE8M0, ..Default::default() };
+    let mut rotated = vec![0f32; x.len()];
+    context
+        .hadamard(None, &TensorView::new(&x, &[4, 128]).unwrap(), &mut TensorViewMut::new(&mut rotated, &[4, 128]).unwrap(), Stream::DEFAULT)
+        .unwrap();
+    let (mut want_codes, mut want_scales) = (vec![0u8; x.len()], vec![0f32; 16]);
+    context
+        .quantize_fp8(
+            Some(&params),
+            &TensorView::new(&rotated, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut want_codes, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut want_scales, &[4, 4]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    let (mut codes, mut scales) = (vec![0xFFu8; x.len()], vec![f32::NAN; 16]);
+    context
+        .hadamard_quantize_fp8(
+            None,
+            Some(&params),
+            &TensorView::new(&x, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut codes, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut scales, &[4, 4]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap();
+    assert_eq!(codes, want_codes);
+    assert_eq!(scales, want_scales);
+
+    let bad = dsa::QuantizeFp8Params { group_size: 0, ..Default::default() };
+    let error = context
+        .hadamard_quantize_fp8(
+            None,
+            Some(&bad),
+            &TensorView::new(&x, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut codes, &[4, 128]).unwrap(),
+            &mut TensorViewMut::new(&mut scales, &[4, 4]).unwrap(),
+            Stream::DEFAULT,
+        )
+        .unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidArgument));
+    assert!(error.message().starts_with("quantize_params.group_size"), "{}", error.message());
+}
+
+#[test]
 fn library_errors_carry_code_and_message() {
     let context = Context::new().unwrap();
     let x = random_floats(2 * 128, 5, 1.0);
