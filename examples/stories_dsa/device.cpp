@@ -39,9 +39,9 @@ std::vector<std::string> refused_ops(const Device& device) {
         return dsa_quantize_fp8(context, nullptr, tensor({1, 128}, DSA_DTYPE_F32), tensor({1, 128}, DSA_DTYPE_FP8_E4M3),
                                 tensor({1, 1}, DSA_DTYPE_F32), nullptr);
     });
-    probes.emplace_back("dsa_hadamard", [&] {
-        const dsa_tensor_t* x = tensor({1, 16}, DSA_DTYPE_F32);
-        return dsa_hadamard(context, nullptr, x, x, nullptr);
+    probes.emplace_back("dsa_hadamard_quantize_fp8", [&] {
+        return dsa_hadamard_quantize_fp8(context, nullptr, nullptr, tensor({1, 128}, DSA_DTYPE_F32),
+                                         tensor({1, 128}, DSA_DTYPE_FP8_E4M3), tensor({1, 1}, DSA_DTYPE_F32), nullptr);
     });
     probes.emplace_back("dsa_topk", [&] {
         dsa_topk_params_t params;

@@ -113,14 +113,10 @@ void LayerIndexer::select(const Device& device, const float* x, int64_t rows, bo
     const int64_t heads = shape_.heads, dim = shape_.dim;
     IndexerActivations activations;
     forward(x, rows, rows, activations);
-    if (rotate) {
-        hadamard(device, activations.q.data(), rows * heads, dim);
-        hadamard(device, activations.k.data(), rows, dim);
-    }
     std::vector<uint8_t> q_codes(activations.q.size()), k_codes(activations.k.size());
     std::vector<float> q_scales(static_cast<size_t>(rows * heads)), k_scales(static_cast<size_t>(rows));
-    quantize_fp8(device, activations.q.data(), rows * heads, dim, dim, q_codes.data(), q_scales.data());
-    quantize_fp8(device, activations.k.data(), rows, dim, dim, k_codes.data(), k_scales.data());
+    quantize_fp8(device, activations.q.data(), rows * heads, dim, dim, rotate, q_codes.data(), q_scales.data());
+    quantize_fp8(device, activations.k.data(), rows, dim, dim, rotate, k_codes.data(), k_scales.data());
     // The indexer's weights fold in each q vector's scale (DSA_SPEC section 4).
     for (size_t i = 0; i < q_scales.size(); ++i) activations.weights[i] *= q_scales[i];
     indexer_topk(device, q_codes.data(), activations.weights.data(), k_codes.data(), k_scales.data(), rows, heads, dim,

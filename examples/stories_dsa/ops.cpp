@@ -25,8 +25,8 @@ dsa_topk_params_t topk_params(const TopkChoice& choice) {
 
 }  // namespace
 
-void quantize_fp8(const Device& device, const float* x, int64_t rows, int64_t width, int64_t group, uint8_t* codes,
-                  float* scales) {
+void quantize_fp8(const Device& device, const float* x, int64_t rows, int64_t width, int64_t group, bool rotate,
+                  uint8_t* codes, float* scales) {
     dsa_quantize_fp8_params_t params;
     check(dsa_quantize_fp8_params_init(&params), "dsa_quantize_fp8_params_init");
     params.group_size = static_cast<int32_t>(group);
@@ -34,16 +34,15 @@ void quantize_fp8(const Device& device, const float* x, int64_t rows, int64_t wi
     const DeviceTensor input = device.input(x, {rows, width}, DSA_DTYPE_F32);
     DeviceTensor code_output = device.output(codes, {rows, width}, DSA_DTYPE_FP8_E4M3);
     DeviceTensor scale_output = device.output(scales, {rows, width / group}, DSA_DTYPE_F32);
-    check(dsa_quantize_fp8(device.context(), &params, input.get(), code_output.get(), scale_output.get(), nullptr),
-          "dsa_quantize_fp8");
+    if (rotate)
+        check(dsa_hadamard_quantize_fp8(device.context(), nullptr, &params, input.get(), code_output.get(),
+                                        scale_output.get(), nullptr),
+              "dsa_hadamard_quantize_fp8");
+    else
+        check(dsa_quantize_fp8(device.context(), &params, input.get(), code_output.get(), scale_output.get(), nullptr),
+              "dsa_quantize_fp8");
     code_output.fetch();
     scale_output.fetch();
-}
-
-void hadamard(const Device& device, float* x, int64_t rows, int64_t n) {
-    DeviceTensor data = device.in_out(x, {rows, n}, DSA_DTYPE_F32);
-    check(dsa_hadamard(device.context(), nullptr, data.get(), data.get(), nullptr), "dsa_hadamard");
-    data.fetch();
 }
 
 void indexer_topk(const Device& device, const uint8_t* q, const float* weights, const uint8_t* k,

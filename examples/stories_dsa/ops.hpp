@@ -17,12 +17,10 @@ struct TopkChoice {
 };
 
 // x f32 [rows, width] -> e4m3 codes [rows, width] and one power-of-two (ue8m0) scale per group of
-// `group` consecutive values: scales [rows, width / group].
-void quantize_fp8(const Device& device, const float* x, int64_t rows, int64_t width, int64_t group, uint8_t* codes,
-                  float* scales);
-
-// x [rows, n] <- x . H_n / sqrt(n) in place (n a power of two).
-void hadamard(const Device& device, float* x, int64_t rows, int64_t n);
+// `group` consecutive values: scales [rows, width / group]. With `rotate`, each row is first
+// rotated by H_width / sqrt(width) (width a power of two), fused into the same library call.
+void quantize_fp8(const Device& device, const float* x, int64_t rows, int64_t width, int64_t group, bool rotate,
+                  uint8_t* codes, float* scales);
 
 // The fused FP8 lightning indexer + top-k over a causal sequence: q codes [rows, heads, dim],
 // weights [rows, heads] (q's scale folded in), k codes [rows, dim] with k_scale [rows];
