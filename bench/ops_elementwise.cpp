@@ -22,28 +22,38 @@ void require_groups(const Shape& shape) {
         throw std::invalid_argument("group must divide n");
 }
 
-// bf16 activations [rows, n] -> e4m3 codes + f32 scales; codes and scales must equal the
-// oracle's bit for bit.
-Prepared quantize_fp8(Bench& bench, const Shape& shape) {
+// The inputs and outputs of a quantising case: bf16 activations [rows, n] -> e4m3 codes [rows, n]
+// + f32 scales [rows, n / group], the outputs poisoned (0xFF: the NaN code).
+struct QuantizeState {
+    std::vector<uint16_t> x;
+    Buffer x_buffer, q_buffer, scale_buffer;
+    dsa_tensor_t x_tensor, q_tensor, scale_tensor;
+    dsa_quantize_fp8_params_t params;
+};
+
+std::shared_ptr<QuantizeState> prepare_quantize(Bench& bench, const Shape& shape) {
     require_groups(shape);
     const int64_t rows = shape["rows"], n = shape["n"], groups = n / shape["group"];
-    struct State {
-        std::vector<uint16_t> x;
-        Buffer x_buffer, q_buffer, scale_buffer;
-        dsa_tensor_t x_tensor, q_tensor, scale_tensor;
-        dsa_quantize_fp8_params_t params;
-    };
-    auto s = std::make_shared<State>();
+    auto s = std::make_shared<QuantizeState>();
     Device& device = bench.device;
     Random random(bench.seed);
     s->x = random_bf16(random, static_cast<size_t>(rows * n), -4.0f, 4.0f);
     s->params = quantize_params(shape);
     s->x_buffer = device.upload(s->x);
-    s->q_buffer = device.output(static_cast<size_t>(rows * n), kPoisonFloat);  // 0xFF: the NaN code
+    s->q_buffer = device.output(static_cast<size_t>(rows * n), kPoisonFloat);
     s->scale_buffer = device.output(static_cast<size_t>(rows * groups) * 4, kPoisonFloat);
     s->x_tensor = device_tensor(device, s->x_buffer, {rows, n}, DSA_DTYPE_BF16);
     s->q_tensor = device_tensor(device, s->q_buffer, {rows, n}, DSA_DTYPE_FP8_E4M3);
     s->scale_tensor = device_tensor(device, s->scale_buffer, {rows, groups}, DSA_DTYPE_F32);
+    return s;
+}
+
+// bf16 activations [rows, n] -> e4m3 codes + f32 scales; codes and scales must equal the
+// oracle's bit for bit.
+Prepared quantize_fp8(Bench& bench, const Shape& shape) {
+    const std::shared_ptr<QuantizeState> s = prepare_quantize(bench, shape);
+    const int64_t rows = shape["rows"], n = shape["n"], groups = n / shape["group"];
+    Device& device = bench.device;
 
     Prepared prepared;
     prepared.work.bytes = static_cast<double>(rows) * (n * 2 + n + groups * 4);
@@ -161,25 +171,9 @@ Prepared hadamard(Bench& bench, const Shape& shape) {
 // in f64, so a value on a rounding boundary may take the neighbouring code (one e4m3 step: 1/8
 // relative, or a subnormal step 2^-9 of its group's scale); libdsa's CPU path agrees bit for bit.
 Prepared hadamard_quantize_fp8(Bench& bench, const Shape& shape) {
-    require_groups(shape);
+    const std::shared_ptr<QuantizeState> s = prepare_quantize(bench, shape);
     const int64_t rows = shape["rows"], n = shape["n"], groups = n / shape["group"];
-    struct State {
-        std::vector<uint16_t> x;
-        Buffer x_buffer, q_buffer, scale_buffer;
-        dsa_tensor_t x_tensor, q_tensor, scale_tensor;
-        dsa_quantize_fp8_params_t params;
-    };
-    auto s = std::make_shared<State>();
     Device& device = bench.device;
-    Random random(bench.seed);
-    s->x = random_bf16(random, static_cast<size_t>(rows * n), -4.0f, 4.0f);
-    s->params = quantize_params(shape);
-    s->x_buffer = device.upload(s->x);
-    s->q_buffer = device.output(static_cast<size_t>(rows * n), kPoisonFloat);
-    s->scale_buffer = device.output(static_cast<size_t>(rows * groups) * 4, kPoisonFloat);
-    s->x_tensor = device_tensor(device, s->x_buffer, {rows, n}, DSA_DTYPE_BF16);
-    s->q_tensor = device_tensor(device, s->q_buffer, {rows, n}, DSA_DTYPE_FP8_E4M3);
-    s->scale_tensor = device_tensor(device, s->scale_buffer, {rows, groups}, DSA_DTYPE_F32);
 
     Prepared prepared;
     prepared.work.flop = static_cast<double>(rows) * n * std::log2(static_cast<double>(n));
