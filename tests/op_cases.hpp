@@ -81,6 +81,9 @@ struct OpCase {
     // run() passes a workspace of the size the query gives for the context it runs on (else
     // NULL: the op allocates its own scratch).
     bool run_with_workspace = false;
+    // The scratch the op allocates for itself when called without a workspace, for these params
+    // (empty: none that the params can grow); the fuzzer keeps such calls within its memory bound.
+    std::function<dsa_status_t(dsa_context_t*, const ParamsList&, size_t*)> own_scratch;
     std::vector<DataEdit> data_edits;
 
     Arg& arg(const std::string& name) {
@@ -668,6 +671,12 @@ inline std::function<dsa_status_t(dsa_context_t*, size_t*)> layer_workspace_size
         return dsa_attention_workspace_size(ctx, &topk, rows, tokens, bytes);
     };
 }
+// Without a workspace the layer allocates its selection (rows x params.k indices) itself.
+inline void set_layer_own_scratch(OpCase& c, int64_t rows, int64_t tokens) {
+    c.own_scratch = [rows, tokens](dsa_context_t* ctx, const ParamsList& p, size_t* bytes) {
+        return dsa_attention_workspace_size(ctx, params_at<dsa_topk_params_t>(p, 1), rows, tokens, bytes);
+    };
+}
 
 inline OpCase attention_case(const CaseSize& s) {
     OpCase c;
@@ -685,6 +694,7 @@ inline OpCase attention_case(const CaseSize& s) {
                              t[7], t[8], t[9], t[10], t[11], w.data, w.bytes, nullptr);
     };
     c.workspace_size = layer_workspace_size(s.rows, s.tokens);
+    set_layer_own_scratch(c, s.rows, s.tokens);
     return c;
 }
 
@@ -709,6 +719,7 @@ inline OpCase attention_paged_case(const CaseSize& s) {
                                    t[6], t[7], t[8], t[9], t[10], w.data, w.bytes, nullptr);
     };
     c.workspace_size = layer_workspace_size(shape.rows(), shape.max_pages * kCasePageTokens);
+    set_layer_own_scratch(c, shape.rows(), shape.max_pages * kCasePageTokens);
     return c;
 }
 

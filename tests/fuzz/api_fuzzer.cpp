@@ -272,9 +272,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 if (pinned[i]) break;
                 passed[i] = a.optional ? !passed[i] : in.ConsumeIntegralInRange(0, 7) != 0;
                 break;
-            case 4: {  // an output over another (passed) argument's memory
+            case 4: {  // an output over another (passed) argument's memory, which must hold all of it
                 const size_t j = in.ConsumeIntegralInRange<size_t>(0, op.args.size() - 1);
-                if (a.role == Role::output && j != i && passed[j] && op.args[j].bytes > 0 && tensors[j].data != nullptr) {
+                int64_t count = 0, span_bytes = 0;
+                const int64_t span = span_elements(tensors[i], &count);
+                // A view the library rejects (span -1) may point anywhere; one it accepts must be
+                // backed, or the call breaks the contract (j's view may have been emptied by a
+                // descriptor mutation while its memory stays what it was).
+                const bool fits = span < 0 || (!__builtin_mul_overflow(span, int64_t(dsa_dtype_size(tensors[i].dtype)), &span_bytes) &&
+                                               span_bytes <= static_cast<int64_t>(op.args[j].bytes));
+                if (a.role == Role::output && j != i && passed[j] && op.args[j].bytes > 0 && tensors[j].data != nullptr && fits) {
                     tensors[i].data = tensors[j].data;
                     pinned[j] = pinned[i] = aliased = true;
                 }
@@ -308,6 +315,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
     }
     dsa_context_t* context = in.ConsumeIntegralInRange(0, 31) == 0 ? nullptr : contexts.threaded;
+    // A call without a workspace whose own scratch grows with a params value (k = 2^31 rows of
+    // selection, say) legitimately allocates it; beyond the harness's memory bound it is skipped.
+    if (workspace.data == nullptr && op.own_scratch) {
+        size_t scratch = 0;
+        if (op.own_scratch(contexts.threaded, params, &scratch) == DSA_STATUS_SUCCESS && scratch > size_t(kMaxBytes))
+            return 0;
+    }
 
     Tensors pointers;
     for (size_t i = 0; i < tensors.size(); ++i) pointers.push_back(passed[i] ? &tensors[i] : nullptr);
