@@ -509,10 +509,13 @@ DSA_API dsa_status_t dsa_sparse_attention_params_init(dsa_sparse_attention_param
  *  every shape with d_qk <= 1024 and any strides; rows too few to fill the GPU split their index
  *  list over several CTAs, whose partials live in scratch allocated and freed on `stream`
  *  (cudaMallocAsync / cudaFreeAsync; if that allocation is refused the call runs unsplit).
- *  On sm_90 devices (a build with sm_90a) a Hopper kernel (wgmma, warp-specialised) takes d_qk 576,
- *  d_v 512, H_q a multiple of 64 with 16-byte aligned q, kv and out rows; it agrees with the
- *  generic kernel within the same tolerance, not bitwise. DSA_CUDA_SM90_ATTENTION=0 in the
- *  environment switches it off (the generic kernel then runs every shape).
+ *  For d_qk 576, d_v 512 with 16-byte aligned q and kv rows: on sm_90 devices (a build with
+ *  sm_90a) a Hopper kernel (wgmma, warp-specialised) takes H_q a multiple of 64 (out rows aligned
+ *  too); a narrow kernel (mma.sync, 16 heads a CTA, never padded to 64) takes the other head
+ *  counts, the tensor-parallel shards 8/16/32 among them, and every head count before Hopper.
+ *  The kernels agree with each other within the same tolerance, not bitwise. In the environment,
+ *  DSA_CUDA_SM90_ATTENTION=0 switches the Hopper kernel off (the narrow kernel takes its shapes)
+ *  and DSA_CUDA_NARROW_ATTENTION=0 the narrow one (the generic kernel takes its shapes).
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context/params/required tensor/data, scale 0 or not
  *  finite, d_v outside [1, d_qk], bad struct_size), DSA_STATUS_SHAPE_MISMATCH,
  *  DSA_STATUS_DTYPE_MISMATCH, DSA_STATUS_DEVICE_MISMATCH, DSA_STATUS_LAYOUT_UNSUPPORTED,

@@ -88,9 +88,11 @@ void sparse_attention(Context& context, const SparseAttentionProblem& problem);
 }
 namespace cuda {
 // On the caller's stream, no host synchronisation. A generic mma.sync kernel (sm_80+) for every
-// shape up to d_qk 1024; the sm_90a wgmma kernel for d_qk 576, d_v 512, H_q a multiple of 64
-// and 16-byte aligned q, kv and out rows on sm_90 (unless DSA_CUDA_SM90_ATTENTION=0). Rows too few to fill the GPU are split over the index list into stream-ordered
-// scratch (cudaMallocAsync) and merged by a second kernel.
+// shape up to d_qk 1024; for d_qk 576, d_v 512 with 16-byte aligned q and kv rows, the sm_90a
+// wgmma kernel on sm_90 when H_q is a multiple of 64 (and out rows are aligned; unless
+// DSA_CUDA_SM90_ATTENTION=0), else the narrow 16-head mma.sync kernel (unless
+// DSA_CUDA_NARROW_ATTENTION=0). Rows too few to fill the GPU are split over the index list into
+// stream-ordered scratch (cudaMallocAsync) and merged by a second kernel.
 Status sparse_attention(Context& context, const SparseAttentionProblem& problem, Stream stream);
 }
 namespace reference {

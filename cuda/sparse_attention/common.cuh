@@ -155,6 +155,20 @@ __device__ __forceinline__ void copy_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
 }
 
+__device__ __forceinline__ void load_matrix_x4(uint32_t address, uint32_t (&r)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+__device__ __forceinline__ void load_matrix_x4_transposed(uint32_t address, uint32_t (&r)[4]) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+__device__ __forceinline__ void load_matrix_x2(uint32_t address, uint32_t& r0, uint32_t& r1) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(address));
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
     uint32_t packed;
     asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(high), "f"(low));
@@ -185,6 +199,85 @@ __device__ __forceinline__ uint32_t dequantize_pair(uint32_t codes, float scale)
     return pack_bf16(decode_e4m3(static_cast<uint8_t>(codes & 0xffu)) * scale,
                      decode_e4m3(static_cast<uint8_t>((codes >> 8) & 0xffu)) * scale);
 #endif
+}
+
+// Columns (column, column + 1) of a finished (row, head): normalised bf16 into out, or the split's
+// raw partial. Columns at or past d_v are dropped.
+__device__ __forceinline__ void store_output_pair(const Arguments& a, const WorkItem& item, int64_t head, int64_t column,
+                                                  float low, float high, float inverse_denominator) {
+    if (column >= a.d_v) return;
+    if (a.partial_out != nullptr) {
+        float* target = a.partial_out + ((item.split * a.rows + item.row) * a.heads + head) * a.d_v;
+        target[column] = low;
+        if (column + 1 < a.d_v) target[column + 1] = high;
+        return;
+    }
+    uint16_t* target = a.out + a.out_rows.offset(item.row * a.heads + head);
+    low *= inverse_denominator;
+    high *= inverse_denominator;
+    if (a.out_pairs) {
+        *reinterpret_cast<uint32_t*>(target + column) = pack_bf16(low, high);
+    } else {
+        target[column] = float_to_bf16(low);
+        if (column + 1 < a.d_v) target[column + 1] = float_to_bf16(high);
+    }
+}
+
+// One online-softmax step of a head row shared by RowThreads consecutive lanes, each holding
+// Values scores of the tile (log2 units, -inf where masked) at columns part + i * RowThreads:
+// writes P = exp2(s - max) as bf16 to probs_row, updates the running max and sum (identical in
+// the row's lanes) and returns the factor that rescales the row's earlier output.
+template <int RowThreads, int Values>
+__device__ __forceinline__ float online_softmax_step(const float (&values)[Values], int part, uint16_t* probs_row,
+                                                     float& running_max, float& running_sum) {
+    float tile_max = -INFINITY;
+#pragma unroll
+    for (int i = 0; i < Values; ++i) tile_max = fmaxf(tile_max, values[i]);
+#pragma unroll
+    for (int offset = RowThreads / 2; offset > 0; offset /= 2)
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
+    const float new_max = fmaxf(running_max, tile_max);
+    const float base = new_max == -INFINITY ? 0.0f : new_max;
+    const float correction = exp2f(running_max - base);
+    float tile_sum = 0.0f;
+#pragma unroll
+    for (int i = 0; i < Values; ++i) {
+        const float p = exp2f(values[i] - base);
+        tile_sum += p;
+        probs_row[part + i * RowThreads] = float_to_bf16(p);
+    }
+#pragma unroll
+    for (int offset = RowThreads / 2; offset > 0; offset /= 2)
+        tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, offset);
+    running_sum = running_sum * correction + tile_sum;
+    running_max = new_max;
+    return correction;
+}
+
+// Dequantises `entries` raw FP8 MLA entries (kMlaEntryBytes apart, 16-byte aligned) into bf16
+// rows `row_elems` apart: 64 octets of codes times their group's scale and 8 octets of rope per
+// entry, 16 bytes of bf16 each; the CTA's Threads threads share the work.
+template <int Threads>
+__device__ __forceinline__ void dequantize_entries(const uint8_t* raw, uint16_t* tile, int row_elems, int entries) {
+    constexpr int kOctets = static_cast<int>(kMlaLatentDim / 8 + kMlaRopeDim / 8);
+#pragma unroll 1
+    for (int i = static_cast<int>(threadIdx.x); i < entries * kOctets; i += Threads) {
+        const int token = i / kOctets, octet = i % kOctets;
+        const uint8_t* entry = raw + token * kMlaEntryBytes;
+        uint4 value;
+        if (octet < kMlaLatentDim / 8) {
+            const int d = octet * 8;
+            const uint2 codes = *reinterpret_cast<const uint2*>(entry + d);
+            const float scale = *reinterpret_cast<const float*>(entry + kMlaScaleOffset + 4 * (d / kMlaGroupSize));
+            value.x = dequantize_pair(codes.x, scale);
+            value.y = dequantize_pair(codes.x >> 16, scale);
+            value.z = dequantize_pair(codes.y, scale);
+            value.w = dequantize_pair(codes.y >> 16, scale);
+        } else {
+            value = *reinterpret_cast<const uint4*>(entry + kMlaRopeOffset + 16 * (octet - kMlaLatentDim / 8));
+        }
+        *reinterpret_cast<uint4*>(tile + token * row_elems + 8 * octet) = value;
+    }
 }
 
 }  // namespace dsa::cuda::attention

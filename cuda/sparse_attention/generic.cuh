@@ -40,20 +40,6 @@ __host__ __device__ inline GenericSmem generic_smem(int64_t d_qk, bool fp8) {
     return s;
 }
 
-__device__ __forceinline__ void load_matrix_x4(uint32_t address, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-__device__ __forceinline__ void load_matrix_x4_transposed(uint32_t address, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-__device__ __forceinline__ void load_matrix_x2(uint32_t address, uint32_t& r0, uint32_t& r1) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(address));
-}
-
 template <int Warps>
 __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __grid_constant__ Arguments a) {
     constexpr int kThreads = Warps * 32;
@@ -157,26 +143,7 @@ __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __g
         const int64_t* offsets = meta + (tile % kMetaSlots) * kT;
         const uint16_t* keys = bf16_tile(a.fp8 ? 0 : tile % 2);
         if (a.fp8) {
-            // Dequantise: 64 octets of codes and 8 of rope per entry, 16 bytes of bf16 each.
-            const uint8_t* raw = raw_stage(tile % 2);
-            uint16_t* tile_out = bf16_tile(0);
-            for (int i = tid; i < kT * 72; i += kThreads) {
-                const int token = i / 72, octet = i % 72;
-                const uint8_t* entry = raw + token * kMlaEntryBytes;
-                uint4 value;
-                if (octet < 64) {
-                    const int d = octet * 8;
-                    const uint2 codes = *reinterpret_cast<const uint2*>(entry + d);
-                    const float scale = *reinterpret_cast<const float*>(entry + kMlaScaleOffset + 4 * (d / kMlaGroupSize));
-                    value.x = dequantize_pair(codes.x, scale);
-                    value.y = dequantize_pair(codes.x >> 16, scale);
-                    value.z = dequantize_pair(codes.y, scale);
-                    value.w = dequantize_pair(codes.y >> 16, scale);
-                } else {
-                    value = *reinterpret_cast<const uint4*>(entry + kMlaRopeOffset + 16 * (octet - 64));
-                }
-                *reinterpret_cast<uint4*>(tile_out + token * row_elems + 8 * octet) = value;
-            }
+            dequantize_entries<kThreads>(raw_stage(tile % 2), bf16_tile(0), row_elems, kT);
             __syncthreads();
         }
 
@@ -203,30 +170,10 @@ __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __g
         {
             const int row = tid / kRowThreads, part = tid % kRowThreads;
             float values[kRowValues];
-            float tile_max = -INFINITY;
 #pragma unroll
-            for (int i = 0; i < kRowValues; ++i) {
-                values[i] = scores[row * (kT + 4) + part + i * kRowThreads];
-                tile_max = fmaxf(tile_max, values[i]);
-            }
-#pragma unroll
-            for (int offset = kRowThreads / 2; offset > 0; offset /= 2)
-                tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, offset));
-            const float new_max = fmaxf(running_max, tile_max);
-            const float base = new_max == -INFINITY ? 0.0f : new_max;
-            const float correction = exp2f(running_max - base);
-            float tile_sum = 0.0f;
-#pragma unroll
-            for (int i = 0; i < kRowValues; ++i) {
-                const float p = exp2f(values[i] - base);
-                tile_sum += p;
-                probs[row * (kT + 8) + part + i * kRowThreads] = float_to_bf16(p);
-            }
-#pragma unroll
-            for (int offset = kRowThreads / 2; offset > 0; offset /= 2)
-                tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, offset);
-            running_sum = running_sum * correction + tile_sum;
-            running_max = new_max;
+            for (int i = 0; i < kRowValues; ++i) values[i] = scores[row * (kT + 4) + part + i * kRowThreads];
+            const float correction = online_softmax_step<kRowThreads>(values, part, probs + row * (kT + 8), running_max,
+                                                                      running_sum);
             if (part == 0) alpha[row] = correction;
         }
         __syncthreads();
@@ -274,30 +221,11 @@ __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __g
         if (row >= heads_here) continue;
         const int64_t head = head0 + row;
         const RowResult result = finish_row(a, head, final_max[row], final_sum[row]);
-        if (a.partial_out != nullptr) {
-            float* target = a.partial_out + ((item.split * a.rows + item.row) * a.heads + head) * a.d_v;
 #pragma unroll
-            for (int b = 0; b < kGenericBlocksPerWarp; ++b) {
-                const int64_t column = (first_block + b) * 8 + 2 * t;
-                if (b < my_blocks && column < a.d_v) target[column] = o[b][2 * half];
-                if (b < my_blocks && column + 1 < a.d_v) target[column + 1] = o[b][2 * half + 1];
-            }
-            continue;
-        }
-        uint16_t* target = a.out + a.out_rows.offset(item.row * a.heads + head);
-#pragma unroll
-        for (int b = 0; b < kGenericBlocksPerWarp; ++b) {
-            const int64_t column = (first_block + b) * 8 + 2 * t;
-            if (b >= my_blocks || column >= a.d_v) continue;
-            const float low = o[b][2 * half] * result.inverse_denominator;
-            const float high = o[b][2 * half + 1] * result.inverse_denominator;
-            if (a.out_pairs) {
-                *reinterpret_cast<uint32_t*>(target + column) = pack_bf16(low, high);
-            } else {
-                target[column] = float_to_bf16(low);
-                if (column + 1 < a.d_v) target[column + 1] = float_to_bf16(high);
-            }
-        }
+        for (int b = 0; b < kGenericBlocksPerWarp; ++b)
+            if (b < my_blocks)
+                store_output_pair(a, item, head, (first_block + b) * 8 + 2 * t, o[b][2 * half], o[b][2 * half + 1],
+                                  result.inverse_denominator);
     }
 }
 

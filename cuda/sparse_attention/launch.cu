@@ -1,6 +1,6 @@
 // CUDA sparse MLA attention: resolves the problem into kernel arguments, picks the kernel
-// (sm_90a wgmma for d_qk 576 / d_v 512 / H_q a multiple of 64 on aligned tensors, the generic
-// mma.sync kernel otherwise), splits the index list over CTAs when the rows alone do not fill
+// (on aligned tensors of d_qk 576 / d_v 512: sm_90a wgmma for H_q a multiple of 64, the narrow
+// 16-head mma.sync kernel otherwise; the generic mma.sync kernel for every other shape), splits the index list over CTAs when the rows alone do not fill
 // the GPU (partials in stream-ordered scratch, merged by a combine kernel), and launches on the
 // caller's stream without synchronising.
 #include <algorithm>
@@ -11,6 +11,7 @@
 #include "../../core/stream_buffer.hpp"
 #include "../common/runtime.cuh"
 #include "generic.cuh"
+#include "narrow.cuh"
 #include "sm90.cuh"
 
 namespace dsa::cuda {
@@ -115,9 +116,13 @@ Arguments arguments_of(const SparseAttentionProblem& p) {
 // True when the sm_90a kernel may run: not switched off with DSA_CUDA_SM90_ATTENTION=0 (a switch
 // to compare with the generic kernel), carried by this build, run by the device, and compiled to
 // the register count its setmaxnreg split assumes (else it would deadlock).
+bool switched_off(const char* variable) {
+    const char* value = std::getenv(variable);
+    return value != nullptr && std::string_view(value) == "0";
+}
+
 bool sm90_kernel_usable(const Context& context) {
-    const char* switched = std::getenv("DSA_CUDA_SM90_ATTENTION");
-    if (switched != nullptr && std::string_view(switched) == "0") return false;
+    if (switched_off("DSA_CUDA_SM90_ATTENTION")) return false;
     const DeviceProperties& device = context.properties();
     if (device.compute_major != 9 || device.compute_minor != 0) return false;
     if (std::string_view(DSA_CUDA_ARCHITECTURES).find("90a") == std::string_view::npos) return false;
@@ -143,8 +148,11 @@ struct Plan {
 };
 
 Status plan_kernel(const Context& context, const SparseAttentionProblem& p, const Arguments& a, Plan* plan) {
-    const bool fast = p.d_qk == 576 && p.d_v == 512 && p.heads % kSm90Heads == 0 && a.q_aligned && a.kv_aligned &&
-                      aligned(p.out.data, 16) && leading_strides_multiple(p.out, 8) && sm90_kernel_usable(context);
+    const bool mla_widths = p.d_qk == kNarrowDqk && p.d_v == kNarrowDv && a.q_aligned && a.kv_aligned;
+    const bool fast = mla_widths && p.heads % kSm90Heads == 0 && aligned(p.out.data, 16) &&
+                      leading_strides_multiple(p.out, 8) && sm90_kernel_usable(context);
+    // DSA_CUDA_NARROW_ATTENTION=0 leaves these shapes to the generic kernel (to compare them).
+    const bool narrow = !fast && mla_widths && !switched_off("DSA_CUDA_NARROW_ATTENTION");
     if (fast) {
         plan->kernel = a.fp8 ? reinterpret_cast<const void*>(sm90_attention_kernel<true>)
                              : reinterpret_cast<const void*>(sm90_attention_kernel<false>);
@@ -152,6 +160,13 @@ Status plan_kernel(const Context& context, const SparseAttentionProblem& p, cons
         plan->smem = kSm90SmemBytes;
         plan->groups = static_cast<int>(p.heads / kSm90Heads);
         plan->block = kSm90Block;
+    } else if (narrow) {
+        plan->kernel = a.fp8 ? reinterpret_cast<const void*>(narrow_attention_kernel<true>)
+                             : reinterpret_cast<const void*>(narrow_attention_kernel<false>);
+        plan->threads = kNarrowThreads;
+        plan->smem = narrow_smem(a.fp8).bytes;
+        plan->groups = static_cast<int>((p.heads + kNarrowHeads - 1) / kNarrowHeads);
+        plan->block = kNarrowTokens;
     } else {
         if (p.d_qk > kGenericMaxWidth)
             return {StatusCode::unsupported, "q: d_qk " + std::to_string(p.d_qk) + " is wider than the CUDA kernels take (" +

@@ -112,7 +112,7 @@ void check_against_cpu(const Problem& p) {
 void check_variants_against_cpu(const Problem& p) { for_each_variant(p, check_against_cpu); }
 
 // The cases of the sm_90a kernel's shapes (576/512, H_q a multiple of 64, aligned layouts): the
-// sm_90a kernel runs them on sm_90 unless a GenericKernel scope switches it off.
+// sm_90a kernel runs them on sm_90 unless a KernelSwitchedOff scope switches it off.
 void check_hopper_shapes() {
     for (int64_t heads : {64, 128}) {
         CAPTURE(heads);
@@ -175,11 +175,13 @@ void check_semantics(int64_t heads) {
     CHECK(std::count(empty.out.begin(), empty.out.end(), uint16_t{0}) == static_cast<std::ptrdiff_t>(empty.out.size()));
 }
 
-// Sets DSA_CUDA_SM90_ATTENTION=0 for a scope: the generic kernel runs every shape, the sm_90a
-// kernel's too.
-struct GenericKernel {
-    GenericKernel() { REQUIRE(setenv("DSA_CUDA_SM90_ATTENTION", "0", 1) == 0); }
-    ~GenericKernel() { unsetenv("DSA_CUDA_SM90_ATTENTION"); }
+// Sets an environment switch to 0 for a scope: DSA_CUDA_SM90_ATTENTION leaves the sm_90a
+// kernel's shapes to the narrow kernel, DSA_CUDA_NARROW_ATTENTION the narrow kernel's shapes to
+// the generic one (with both, the generic kernel runs every shape).
+struct KernelSwitchedOff {
+    const char* variable;
+    explicit KernelSwitchedOff(const char* name) : variable(name) { REQUIRE(setenv(variable, "0", 1) == 0); }
+    ~KernelSwitchedOff() { unsetenv(variable); }
 };
 
 }  // namespace
@@ -237,10 +239,25 @@ TEST_CASE("CUDA paged FP8 equals the CPU and the dequantised-cache reference") {
         }
 }
 
-TEST_CASE("CUDA generic kernel on the sm_90a kernel's shapes (DSA_CUDA_SM90_ATTENTION=0)") {
-    const GenericKernel generic;
+TEST_CASE("CUDA narrow kernel on the sm_90a kernel's shapes (DSA_CUDA_SM90_ATTENTION=0)") {
+    const KernelSwitchedOff sm90("DSA_CUDA_SM90_ATTENTION");
+    check_semantics(64);
     check_hopper_shapes();
     check_repeatable({prefill(4, 128, 576, 512, 4000, 1000, 200), paged_fp8(1, 2, 128, 64, 4000, 2048, 203)});
+}
+
+TEST_CASE("CUDA generic kernel on the 576/512 shapes (both faster kernels switched off)") {
+    const KernelSwitchedOff sm90("DSA_CUDA_SM90_ATTENTION"), narrow("DSA_CUDA_NARROW_ATTENTION");
+    check_semantics(2);
+    check_hopper_shapes();
+    for (int64_t heads : {8, 16, 32}) {
+        CAPTURE(heads);
+        Problem p = paged_fp8(2, 2, heads, 64, 700, 259, 175 + static_cast<uint32_t>(heads));
+        p.use_sink = p.use_lengths = true;
+        check_against_cpu(p);
+    }
+    check_splits({paged_fp8(2, 1, 16, 64, 5000, 2048, 181)});
+    check_repeatable({paged_fp8(1, 2, 16, 64, 4000, 2048, 201)});
 }
 
 TEST_CASE("CUDA split over the index list: few rows, long selections") {
