@@ -131,6 +131,24 @@ TEST_CASE("CUDA topk: long rows split over a cluster of blocks (and too long for
         }
 }
 
+TEST_CASE("CUDA topk: short rows over small clusters select the CPU's set") {
+    // Few rows leave the GPU idle, so even short rows are split: 5000 tokens over 2 blocks,
+    // 16384 over 8 (chunks of 2048 keys). Small enough for compute-sanitizer's racecheck.
+    for (int64_t n : {5000, 16384})
+        for (Pattern pattern : {Pattern::uniform, Pattern::plateau, Pattern::with_nan}) {
+            const int64_t rows = 2;
+            CAPTURE(n); CAPTURE(static_cast<int>(pattern));
+            const std::vector<float> scores = scores_for(pattern, rows * n, static_cast<uint32_t>(n + 7));
+            const std::vector<int32_t> starts{0, 100}, ends{static_cast<int32_t>(n), static_cast<int32_t>(n - 1)};
+            const dsa_topk_params_t params = topk_params(1024, DSA_TOPK_ORDER_INDEX, 4, 64);
+            auto [cpu, gpu] = both(scores, rows, n, params, &starts, &ends, nullptr, 0);
+            CHECK(cpu == gpu);
+            const dsa_topk_params_t plain = topk_params(2048, DSA_TOPK_ORDER_UNSPECIFIED);
+            auto [cpu_plain, gpu_plain] = both(scores, rows, n, plain, nullptr, nullptr, nullptr, 0);
+            CHECK(row_sets(cpu_plain, plain.k) == row_sets(gpu_plain, plain.k));
+        }
+}
+
 TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical") {
     const int64_t rows = 70000, n = 40;
     const std::vector<float> scores = scores_for(Pattern::few_levels, rows * n, 9);
