@@ -762,10 +762,23 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *  on bf16 tensor cores with f32 accumulation, f32 inputs as three bf16 parts (f32-accurate
  *  products); results agree with the CPU to 1e-3 of each output's largest magnitude (tests/gpu),
  *  except that a ReLU input within rounding of 0 may take the other side of the kink than on the
- *  CPU (its gradient term is then present on one backend only). loss,
- *  row_loss, d_index_q and d_weights are bitwise identical run to run; d_index_k is accumulated
- *  with f32 atomics, so its last bits may vary. The call allocates stream-ordered device scratch
- *  (cudaMallocAsync) of about 24 * T + 8 * T * H_q bytes. Shapes whose per-row tiles exceed the
+ *  CPU (its gradient term is then present on one backend only). Every output is bitwise
+ *  identical run to run and across streams: d_index_k is summed in 64-bit fixed point (integer
+ *  atomics, so their order does not matter). With B = 2 * H_I * |coeff| * max|weights| *
+ *  max|index_q| (maxima over the finite values), a bound on |d_index_k|, each contribution is
+ *  rounded to a multiple of 2^-e, 2^e the power of two with B * 2^e <= 2^61 (a step of at most
+ *  B * 2^-60; B = 0 means every finite contribution is 0), and the integer sum once to f32. An
+ *  element that receives a NaN, or both +Inf and -Inf, is NaN; only +Inf (-Inf): +Inf (-Inf); a
+ *  sum beyond f32's range: +-Inf. Non-finite inputs: CUDA carries an infinite f32 operand as bf16
+ *  parts of which the later are NaN, so a score or product that is +-Inf on the CPU is NaN on
+ *  CUDA. For a NaN index_q[t,h,c] of an active row both backends give the same d_index_k: NaN in
+ *  column c of every token of row t's set, and in the token's other columns when another head's
+ *  score with it is > 0. For an infinite one, column c of those tokens is non-finite on both (NaN
+ *  on CUDA; +-Inf or NaN on the CPU) and their other columns may be NaN on CUDA where the CPU's
+ *  are finite. Tokens in no set of such a row stay finite. The call allocates stream-ordered
+ *  device scratch (cudaMallocAsync) of about 24 * T + 8 * T * H_q bytes, plus 12 * S * D_I bytes
+ *  with d_index_k (if that allocation fails: DSA_STATUS_OUT_OF_MEMORY naming d_index_k, outputs
+ *  untouched). Shapes whose per-row tiles exceed the
  *  device's shared memory (about 4 * (2 * H_I + 16) * D_I + 64 * d bytes, rounded up to 16)
  *  return DSA_STATUS_UNSUPPORTED.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown

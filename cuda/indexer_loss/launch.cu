@@ -1,14 +1,16 @@
 // CUDA indexer distillation loss: resolves the problem into kernel arguments and queues, on the
-// caller's stream without synchronising: zeroing d_index_k, pass 1 (row statistics), the count
-// of active rows and coeff / N_active, pass 2 (KL and gradients) and the loss (row_loss and the
-// f64 total over active rows in a fixed order). Scratch (O(T * H_q) floats) is stream-ordered.
+// caller's stream without synchronising: with d_index_k, zeroing its fixed-point reduction and
+// the maxima of |index_q| and |weights|; pass 1 (row statistics), the count of active rows and
+// coeff / N_active (and d_index_k's scale), pass 2 (KL and gradients), d_index_k from its
+// reduction, and the loss (row_loss and the f64 total over active rows in a fixed order).
+// Scratch (O(T * H_q) floats, 12 * S * D_I bytes with d_index_k) is stream-ordered.
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "../../core/ops/indexer_loss.hpp"
 #include "../../core/stream_buffer.hpp"
 #include "../common/runtime.cuh"
-#include "../common/zero_rows.cuh"
 #include "row_loss.cuh"
 
 namespace dsa::cuda {
@@ -21,7 +23,52 @@ constexpr int64_t kPartAlignment = 256;
 
 int64_t align_part(int64_t bytes) { return (bytes + kPartAlignment - 1) / kPartAlignment * kPartAlignment; }
 
-// factor = coeff / N_active (one CTA; an integer count, so the order does not matter).
+// d_index_k's bound inputs: the largest finite |index_q| and |weights| into a.dk_maxima[0] and
+// [1] as f32 bits (non-negative floats order as their bits; max is order-independent). A warp
+// per (row, head) line of index_q, lanes along D_I; one atomicMax per warp and value.
+__global__ void __launch_bounds__(kSumThreads) d_index_k_maxima_kernel(const __grid_constant__ Arguments a) {
+    const int lane = static_cast<int>(threadIdx.x % 32);
+    const int64_t lines = a.rows * a.heads, warps = static_cast<int64_t>(gridDim.x) * (kSumThreads / 32);
+    float q_max = 0.0f, w_max = 0.0f;
+    for (int64_t line = blockIdx.x * static_cast<int64_t>(kSumThreads / 32) + threadIdx.x / 32; line < lines;
+         line += warps) {
+        const int64_t row = line / a.heads, head = line % a.heads;
+        for (int64_t c = lane; c < a.dim; c += 32) {
+            const float value = fabsf(load_value(a.q, a.q_bf16, row * a.q_row + head * a.q_head + c));
+            if (isfinite(value)) q_max = fmaxf(q_max, value);
+        }
+        if (lane == 0) {
+            const float value = fabsf(load_value(a.weights, a.weights_bf16, row * a.weight_row + head * a.weight_head));
+            if (isfinite(value)) w_max = fmaxf(w_max, value);
+        }
+    }
+    const unsigned q_bits = __reduce_max_sync(0xffffffffu, __float_as_uint(q_max));
+    const unsigned w_bits = __reduce_max_sync(0xffffffffu, __float_as_uint(w_max));
+    if (lane != 0) return;
+    if (q_bits != 0) atomicMax(a.dk_maxima, q_bits);
+    if (w_bits != 0) atomicMax(a.dk_maxima + 1, w_bits);
+}
+
+// The power of two 2^e with B * 2^e <= 2^61, B = 2 * H_I * |coeff| * max|w| * max|q| (row_loss.cuh):
+// {2^e, 2^-e}. B = 0: e = 0. In f64 every factor is finite and B < 2^450, so nothing overflows;
+// e = 61 - (B's frexp exponent) lies within [-390, 510], kept in [-1000, 1000] all the same so
+// both powers are normal doubles.
+__device__ void d_index_k_scale(const Arguments& a, float coeff) {
+    const double bound = 2.0 * static_cast<double>(a.heads) * fabs(static_cast<double>(coeff)) *
+                         static_cast<double>(__uint_as_float(a.dk_maxima[1])) *
+                         static_cast<double>(__uint_as_float(a.dk_maxima[0]));
+    int e = 0;
+    if (bound > 0.0) {
+        int exponent = 0;
+        frexp(bound, &exponent);  // bound = m * 2^exponent, m in [0.5, 1): bound < 2^exponent
+        e = max(-1000, min(1000, 61 - exponent));
+    }
+    a.dk_scale[0] = ldexp(1.0, e);
+    a.dk_scale[1] = ldexp(1.0, -e);
+}
+
+// factor = coeff / N_active (one CTA; an integer count, so the order does not matter); with
+// d_index_k, its scale.
 __global__ void __launch_bounds__(kSumThreads) active_factor_kernel(const __grid_constant__ Arguments a, float coeff) {
     __shared__ int64_t counts[kSumThreads];
     int64_t count = 0;
@@ -32,6 +79,33 @@ __global__ void __launch_bounds__(kSumThreads) active_factor_kernel(const __grid
     int64_t total = 0;
     for (int i = 0; i < kSumThreads; ++i) total += counts[i];
     *a.factor = total > 0 ? coeff / static_cast<float>(total) : 0.0f;
+    if (a.dk_scale != nullptr) d_index_k_scale(a, coeff);
+}
+
+// d_index_k (strided) from the reduction: a flagged element is NaN (a NaN contribution, or both
+// infinities) or the infinity it received; else sum * 2^-e, the int64 rounded once to f32 and
+// scaled exactly (f32 subnormals aside). Elements no row touched are 0.
+__global__ void __launch_bounds__(kSumThreads) d_index_k_kernel(const __grid_constant__ Arguments a) {
+    const int64_t count = a.tokens * a.dim;
+    const double inverse = a.dk_scale[1];
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(kSumThreads) + threadIdx.x; i < count;
+         i += static_cast<int64_t>(gridDim.x) * kSumThreads) {
+        const uint32_t flags = a.dk_flags[i];
+        float value;
+        if (flags == 0) {
+            value = static_cast<float>(static_cast<double>(__ll2float_rn(static_cast<long long>(a.dk_sum[i]))) * inverse);
+        } else if ((flags & kFlagNaN) != 0 || ((flags & kFlagPlusInfinity) != 0 && (flags & kFlagMinusInfinity) != 0)) {
+            value = __int_as_float(0x7fffffff);
+        } else {
+            value = (flags & kFlagPlusInfinity) != 0 ? INFINITY : -INFINITY;
+        }
+        a.d_k[(i / a.dim) * a.d_k_row + i % a.dim] = value;
+    }
+}
+
+// CTAs of the grid-stride kernels over `count` items, 256 a CTA.
+unsigned grid_of(int64_t count) {
+    return static_cast<unsigned>(std::clamp<int64_t>((count + kSumThreads - 1) / kSumThreads, 1, int64_t{1} << 16));
 }
 
 // row_loss (KL of active rows, else 0) and loss = coeff * sum KL / N_active: thread i sums rows
@@ -161,6 +235,17 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
                   factor_at = stats_at + align_part(rows * a.teacher_heads * 8), bytes = factor_at + kPartAlignment;
     StreamBuffer scratch;
     DSA_TRY(scratch.allocate(context, bytes, stream));
+    // d_index_k's reduction: int64 sums and u32 flags per element, the two maxima, the scale.
+    const int64_t elements = p.has_d_index_k ? p.tokens * p.dim : 0;
+    const int64_t flags_at = align_part(elements * 8), maxima_at = flags_at + align_part(elements * 4),
+                  scale_at = maxima_at + kPartAlignment, dk_bytes = scale_at + kPartAlignment;
+    StreamBuffer dk_scratch;
+    if (p.has_d_index_k) {
+        const Status status = dk_scratch.allocate(context, dk_bytes, stream);
+        if (!status.ok())
+            return {status.code(), "d_index_k: its deterministic reduction needs " + std::to_string(dk_bytes) +
+                                       " bytes of device scratch (about 12 * S * D_I): " + status.message()};
+    }
     uint8_t* base = static_cast<uint8_t*>(scratch.data());
     a.student_lse = reinterpret_cast<float*>(base + lse_at);
     a.active = reinterpret_cast<int32_t*>(base + active_at);
@@ -168,8 +253,21 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
     a.teacher_mass = reinterpret_cast<double*>(base + mass_at);
     a.teacher_stats = reinterpret_cast<float2*>(base + stats_at);
     a.factor = reinterpret_cast<float*>(base + factor_at);
-
-    if (a.d_k != nullptr) DSA_TRY(zero_rows(a.d_k, p.tokens, p.dim, a.d_k_row, stream));
+    if (p.has_d_index_k) {
+        uint8_t* dk = static_cast<uint8_t*>(dk_scratch.data());
+        a.dk_sum = reinterpret_cast<unsigned long long*>(dk);
+        a.dk_flags = reinterpret_cast<uint32_t*>(dk + flags_at);
+        a.dk_maxima = reinterpret_cast<uint32_t*>(dk + maxima_at);
+        a.dk_scale = reinterpret_cast<double*>(dk + scale_at);
+        // Sums, flags and maxima start at 0 (the maxima as +0.0f bits).
+        DSA_TRY(runtime_status(cudaMemsetAsync(dk, 0, static_cast<size_t>(maxima_at + 8), stream),
+                               "indexer loss: zeroing d_index_k's reduction"));
+        const int64_t lines = p.rows * p.heads;
+        if (lines > 0) {
+            d_index_k_maxima_kernel<<<grid_of(lines * 32), kSumThreads, 0, stream>>>(a);
+            DSA_TRY(launch_status("indexer loss: d_index_k maxima"));
+        }
+    }
     void* parameters[] = {&a};
     if (rows > 0) {
         cudaLaunchKernel(statistics, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
@@ -182,6 +280,10 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
         cudaLaunchKernel(gradients, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
                          static_cast<size_t>(smem), stream);
         DSA_TRY(launch_status("indexer loss: gradient kernel launch"));
+    }
+    if (p.has_d_index_k && elements > 0) {
+        d_index_k_kernel<<<grid_of(elements), kSumThreads, 0, stream>>>(a);
+        DSA_TRY(launch_status("indexer loss: d_index_k"));
     }
     if (p.has_loss || p.has_row_loss) {
         loss_kernel<<<1, kSumThreads, 0, stream>>>(a, p.config.coeff, p.has_loss ? p.loss.as<float>() : nullptr,

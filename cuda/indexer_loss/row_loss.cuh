@@ -8,8 +8,17 @@
 // teacher head (or the explicit teacher's mass) and decides whether the row is active;
 // gradient_kernel (pass 2) rescores each tile, forms p, pi, the row's KL in f64 and
 // g = coeff / N_active * (pi - p), then d_w and dq of the row (accumulated in shared memory) and
-// each entry's d_index_k contribution G^T.q, added with f32 atomics. Per-row outputs are
-// deterministic; d_index_k's atomics are not (their order depends on timing).
+// each entry's d_index_k contribution G^T.q, added in 64-bit fixed point (below). Per-row
+// outputs are deterministic, and so is d_index_k: integer addition is associative, so the order
+// of its atomics does not change the sum.
+//
+// d_index_k's fixed point: every active row's g sums to at most 2 * coeff / N_active in absolute
+// value over its entries (pi and p are probabilities on them), so with N_active such rows
+// |d_index_k[s,c]| <= B = 2 * H_I * |coeff| * max|w| * max|q| (maxima over the finite values).
+// A contribution x (f32) is added as llrint(x * 2^e) to an int64 sum, 2^e the power of two with
+// B * 2^e <= 2^61 (launch.cu): the true total fits with a factor 4 to spare for rounding, so the
+// two's complement sum of the wrapped parts is exact. A non-finite contribution only sets a flag
+// bit (NaN, +Inf, -Inf) of its element; the final kernel writes NaN, +-Inf or sum * 2^-e.
 #pragma once
 
 #include <cmath>
@@ -59,6 +68,13 @@ struct Arguments {
     int32_t* active;
     double* kl;
     float* factor;  // coeff / N_active (0 without active rows), written between the passes
+    // d_index_k's reduction (with d_k only): [tokens][dim] fixed-point sums and flag words, the
+    // finite maxima |index_q| and |weights| (f32 bits) and the scale {2^e, 2^-e}, the latter
+    // written between the passes.
+    unsigned long long* dk_sum;
+    uint32_t* dk_flags;
+    uint32_t* dk_maxima;
+    double* dk_scale;
     int64_t rows, tokens, heads, dim, topk, teacher_heads, teacher_kv_heads, teacher_dim;
     int chunk_heads;  // teacher heads per MMA tile: divides teacher_heads / teacher_kv_heads, <= 16
     float teacher_scale;
@@ -301,6 +317,19 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
     }
 }
 
+// Flag bits of a d_index_k element that received a non-finite contribution.
+inline constexpr uint32_t kFlagNaN = 1, kFlagPlusInfinity = 2, kFlagMinusInfinity = 4;
+
+// Adds contribution `value` to d_index_k element `at` (token * dim + column) of the reduction.
+__device__ __forceinline__ void add_fixed_point(const Arguments& a, int64_t at, float value, double scale) {
+    if (isfinite(value)) {
+        const long long fixed = llrint(static_cast<double>(value) * scale);
+        if (fixed != 0) atomicAdd(a.dk_sum + at, static_cast<unsigned long long>(fixed));
+    } else {
+        atomicOr(a.dk_flags + at, isnan(value) ? kFlagNaN : value > 0.0f ? kFlagPlusInfinity : kFlagMinusInfinity);
+    }
+}
+
 template <bool Split>
 __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constant__ Arguments a) {
     extern __shared__ __align__(16) float smem[];
@@ -313,6 +342,7 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
     const bool rebuilt = a.teacher_probs == nullptr;
     const bool active = a.active[row] != 0;
     const float factor = *a.factor, student_lse = a.student_lse[row];
+    const double dk_scale = a.d_k != nullptr ? a.dk_scale[0] : 0.0;
     load_row(a, row, t);
     if (tid == 0) kl = 0.0;
     __syncthreads();
@@ -381,7 +411,7 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
                 for (int i = 0; i < 4; ++i) {
                     const int32_t token = t.tokens[accumulator_row(i)];
                     const int64_t c = column + accumulator_column(i);
-                    if (token >= 0 && c < a.dim) atomicAdd(a.d_k + token * a.d_k_row + c, acc[i]);
+                    if (token >= 0 && c < a.dim) add_fixed_point(a, token * a.dim + c, acc[i], dk_scale);
                 }
             }
         __syncthreads();

@@ -3,7 +3,9 @@
 // invalid and repeated indices, rows without a valid index, topk_length, the sink and its
 // gradient, DeepSeek widths, head counts that are not multiples of 16), DETERMINISTIC bitwise
 // across runs, streams and workspaces; dsa_indexer_loss in both modes with both teacher forms,
-// f32 and bf16; the workspace query; bad input leaving the outputs untouched.
+// f32 and bf16, its d_index_k (64-bit fixed point) bitwise across runs and streams, with B = 0
+// and extreme coeff, and with a NaN or infinite index_q element; the workspace query; bad input
+// leaving the outputs untouched.
 //
 // Tolerances (max |CUDA - CPU| relative to the largest |CPU| value, check_close):
 //   sparse_attention_backward: 1e-3 with any f32 input (split bf16 products), 2e-2 with all
@@ -347,7 +349,7 @@ TEST_CASE("CUDA sparse_attention_backward: the workspace query and bad input; ou
 
 namespace distill = dsa_test::indexer_loss_cases;
 
-dsa_status_t call_cuda(dsa_context_t* gpu, distill::Case& c, distill::Outputs& o) {
+dsa_status_t call_cuda(dsa_context_t* gpu, distill::Case& c, distill::Outputs& o, cudaStream_t stream = nullptr) {
     Mirror m;
     const dsa_indexer_loss_params_t params = c.params();
     const dsa_tensor_t q = m.input(c.q_tensor()), k = m.input(c.k_tensor()), w = m.input(c.w_tensor()),
@@ -362,9 +364,24 @@ dsa_status_t call_cuda(dsa_context_t* gpu, distill::Case& c, distill::Outputs& o
     const dsa_status_t status = dsa_indexer_loss(
         gpu, &params, &q, &k, &w, &ks, &ke, c.mode == DSA_INDEXER_LOSS_SPARSE ? &indices : nullptr,
         c.probs ? nullptr : &tq, c.probs ? nullptr : &tk, c.probs ? &tp : nullptr, &loss, &row_loss, &dq, &dk, &dw,
-        nullptr);
+        stream);
     m.download();
     return status;
+}
+
+// The library's CPU result without run_library's checks (non-finite outputs allowed).
+distill::Outputs run_cpu(distill::Case& c) {
+    Context cpu(2);
+    distill::Outputs o(c);
+    REQUIRE_MESSAGE(distill::call(cpu, c, o) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    return o;
+}
+
+// Values times `factor`, widened.
+std::vector<double> scaled(const std::vector<float>& values, double factor) {
+    std::vector<double> result(values.size());
+    for (size_t i = 0; i < values.size(); ++i) result[i] = values[i] * factor;
+    return result;
 }
 
 // Values rounded to multiples of 1 / steps.
@@ -439,13 +456,145 @@ TEST_CASE("CUDA indexer_loss honours strides: the contiguous results, padding un
                         dsa_last_error_message());
         m.download();
     }
-    // Row-local outputs are bitwise the contiguous ones; d_index_k adds by atomics.
+    // Every output is bitwise the contiguous one (d_index_k's fixed-point sum is order-free).
     CHECK(std::memcmp(&o.loss, &want.loss, sizeof(float)) == 0);
     CHECK(same_floats(row_loss.contiguous<float>(), want.row_loss));
     CHECK(same_floats(dq.contiguous<float>(), want.d_index_q));
     CHECK(same_floats(dw.contiguous<float>(), want.d_weights));
-    check_close(dk.contiguous<float>(), widened(want.d_index_k), 1e-5, "d_index_k");
+    CHECK(same_floats(dk.contiguous<float>(), want.d_index_k));
     for (const Restrided* output : {&row_loss, &dq, &dk, &dw}) CHECK(padding_untouched(*output));
+}
+
+TEST_CASE("CUDA indexer_loss: d_index_k is bitwise identical across runs and streams (many rows per token)") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    cudaStream_t stream = nullptr;
+    CUDA_REQUIRE(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    uint32_t seed = 700;
+    for (dsa_indexer_loss_mode_t mode : {DSA_INDEXER_LOSS_DENSE, DSA_INDEXER_LOSS_SPARSE})
+        for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16}) {
+            CAPTURE(mode); CAPTURE(dtype);
+            // 256 rows on 64 tokens: each token gathers up to 256 rows' contributions; SPARSE rows
+            // pick 96 of the 64 tokens, so every row repeats tokens. Rebuilt teacher in DENSE,
+            // explicit in SPARSE.
+            const bool probs = mode == DSA_INDEXER_LOSS_SPARSE;
+            distill::Case c = distill::make_case(mode, probs, {256, 64, 8, 64, 4, 2, 32, 96}, seed++, dtype);
+            if (dtype == DSA_DTYPE_F32)  // exact scores: both backends take the same side of every ReLU
+                for (Values* values : {&c.index_q, &c.index_k}) values->assign(on_grid(values->f32, 16.0f), dtype);
+            distill::Outputs first(c), second(c), third(c), streamed(c);
+            for (distill::Outputs* o : {&first, &second, &third})
+                REQUIRE_MESSAGE(call_cuda(gpu, c, *o) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+            REQUIRE_MESSAGE(call_cuda(gpu, c, streamed, stream) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+            REQUIRE(!any_nan(first.d_index_k));
+            CHECK(same_floats(first.d_index_k, second.d_index_k));
+            CHECK(same_floats(first.d_index_k, third.d_index_k));
+            CHECK(same_floats(first.d_index_k, streamed.d_index_k));
+            CHECK(distill::same_bits(first, streamed));
+            const distill::Outputs want = distill::run_library(c);
+            check_close(first.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+            check_close(first.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
+        }
+    CUDA_REQUIRE(cudaStreamDestroy(stream));
+}
+
+TEST_CASE("CUDA indexer_loss: d_index_k with zero weights (B = 0) and with extreme coeff") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    for (dsa_indexer_loss_mode_t mode : {DSA_INDEXER_LOSS_DENSE, DSA_INDEXER_LOSS_SPARSE}) {
+        CAPTURE(mode);
+        distill::Case c = distill::make_case(mode, false, {40, 50, 8, 32, 4, 0, 16, 30}, 810);
+        for (Values* values : {&c.index_q, &c.index_k}) values->assign(on_grid(values->f32, 16.0f), DSA_DTYPE_F32);
+        // The fixed-point scale 2^e follows B = 2 H_I |coeff| max|w| max|q| over 120 binades.
+        for (float coeff : {1e-30f, 1.0f, 1e30f}) {
+            CAPTURE(coeff);
+            c.coeff = coeff;
+            const distill::Outputs want = distill::run_library(c);
+            distill::Outputs got(c);
+            REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+            REQUIRE(!any_nan(got.d_index_k));
+            check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+            const double unscale = 1.0 / coeff;  // check_close's floor of 1e-3 would hide tiny values
+            const std::vector<double> want_unscaled = scaled(want.d_index_k, unscale);
+            const std::vector<double> got_unscaled = scaled(got.d_index_k, unscale);
+            check_close(std::vector<float>(got_unscaled.begin(), got_unscaled.end()), want_unscaled, 1e-3,
+                        "d_index_k / coeff");
+        }
+        // Zero weights everywhere: G = 0, so B = 0 (scale 1) and d_index_k is exactly 0.
+        c.coeff = 1.0f;
+        c.weights.assign(std::vector<float>(c.weights.f32.size(), 0.0f), DSA_DTYPE_F32);
+        distill::Outputs got(c);
+        REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+        CHECK(std::all_of(got.d_index_k.begin(), got.d_index_k.end(), [](float v) { return v == 0.0f; }));
+        const distill::Outputs want = distill::run_library(c);
+        CHECK(std::all_of(want.d_index_k.begin(), want.d_index_k.end(), [](float v) { return v == 0.0f; }));
+        CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
+        check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+    }
+}
+
+TEST_CASE("CUDA indexer_loss: a NaN or infinite index_q element reaches d_index_k as on the CPU") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    // Row 6's set is tokens [10, 20); index_q[6, 2, 5] is NaN or +Inf. What the CPU gives (f32
+    // arithmetic): a NaN makes row 6's g NaN, so every column of tokens 10..19 is NaN (a NaN or 0
+    // G times the NaN q, or a NaN G). +Inf with weights[6, 2] = -1 turns the scores of head 2
+    // into +-Inf, the logits of the +Inf ones into -Inf (pi = 0), g stays finite and only column 5
+    // of tokens 10..19 is non-finite (+-Inf where G[6, 2, s] != 0, NaN where it is 0). CUDA
+    // carries the infinite f32 operand as bf16 parts of which the later are NaN, so with f32 q its
+    // head-2 scores are NaN (not +-Inf) and the whole of tokens 10..19 may be NaN: only column 5
+    // of tokens 10..19 is promised non-finite there. The engineered +Inf case (index_k[:, 5] > 0,
+    // weights[6, 2] = 1, head 3 of row 6 the unit vector e_5, so head 3 scores > 0 everywhere)
+    // makes g NaN on both, and both then give NaN on all of tokens 10..19. Every other token gets
+    // finite contributions only: finite, and within the parity tolerance.
+    enum Variant { kNaN, kInfinityEngineered, kInfinity };
+    for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16})
+        for (Variant variant : {kNaN, kInfinityEngineered, kInfinity}) {
+            CAPTURE(dtype); CAPTURE(static_cast<int>(variant));
+            distill::Case c = distill::make_case(DSA_INDEXER_LOSS_DENSE, true, {24, 40, 8, 32, 1, 0, 1}, 900, dtype);
+            std::vector<float> q = on_grid(c.index_q.f32, 16.0f), k = on_grid(c.index_k.f32, 16.0f), w = c.weights.f32;
+            const int64_t t0 = 6, h0 = 2, c0 = 5, heads = c.heads, dim = c.dim, begin = 10, end = 20;
+            c.ks[t0] = static_cast<int32_t>(begin);
+            c.ke[t0] = static_cast<int32_t>(end);
+            if (variant == kInfinityEngineered) {
+                for (int64_t s = 0; s < c.tokens; ++s) k[s * dim + c0] = std::fabs(k[s * dim + c0]) + 0.25f;
+                w[t0 * heads + h0] = 1.0f;
+                for (int64_t d = 0; d < dim; ++d) q[(t0 * heads + h0 + 1) * dim + d] = d == c0 ? 1.0f : 0.0f;
+            }
+            if (variant == kInfinity) w[t0 * heads + h0] = -1.0f;
+            q[(t0 * heads + h0) * dim + c0] =
+                variant == kNaN ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+            c.index_q.assign(q, dtype);
+            c.index_k.assign(k, dtype);
+            c.weights.assign(w, dtype);
+            const distill::Outputs want = run_cpu(c);
+            distill::Outputs got(c);
+            REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+            const bool same_pattern = variant != kInfinity;
+            std::vector<float> got_finite;
+            std::vector<double> want_finite;
+            int64_t pattern_mismatches = 0, promise_misses = 0, cpu_misses = 0;
+            for (int64_t s = 0; s < c.tokens; ++s)
+                for (int64_t d = 0; d < dim; ++d) {
+                    const float g = got.d_index_k[s * dim + d], e = want.d_index_k[s * dim + d];
+                    const bool in_set = s >= begin && s < end;
+                    if (!in_set) {
+                        promise_misses += !std::isfinite(g);
+                        cpu_misses += !std::isfinite(e);
+                    } else if (same_pattern) {
+                        pattern_mismatches += std::isnan(g) != std::isnan(e) || std::isinf(g) != std::isinf(e) ||
+                                              (std::isinf(g) && std::isinf(e) && (g > 0) != (e > 0));
+                        cpu_misses += std::isfinite(e);  // the CPU's pattern above: all of tokens 10..19
+                    } else if (d == c0) {
+                        promise_misses += std::isfinite(g);
+                        cpu_misses += std::isfinite(e);
+                    } else {
+                        cpu_misses += !std::isfinite(e);
+                    }
+                    if (std::isfinite(g) && std::isfinite(e)) got_finite.push_back(g), want_finite.push_back(e);
+                }
+            CHECK(cpu_misses == 0);  // the CPU behaves as described above
+            CHECK(pattern_mismatches == 0);
+            CHECK(promise_misses == 0);
+            CHECK(got_finite.size() >= static_cast<size_t>((c.tokens - (end - begin)) * dim));
+            check_close(got_finite, want_finite, 1e-3, "finite d_index_k");
+        }
 }
 
 TEST_CASE("CUDA indexer_loss: inactive rows, empty problems and bad input; outputs untouched") {
