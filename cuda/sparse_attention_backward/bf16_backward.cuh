@@ -34,9 +34,13 @@
 //        registers, scattered straight from the accumulators: a lane swaps half its fragment
 //        with its neighbour so that it holds 4 consecutive columns of one entry, then
 //        FAST: one red.global.add.v4.f32 (sm_90; 4 atomicAdds elsewhere or when dkv's rows are
-//        not 16-byte aligned), DETERMINISTIC: one float4 read-modify-write of the entry's own
-//        panel slot (the CTA owns it and adds its head groups in order: the row kernel's
-//        contract, so launch.cu's sort + per-token reduction is unchanged).
+//        not 16-byte aligned), DETERMINISTIC: the entry's own panel slot (the CTA owns it and
+//        adds its head groups in order: the row kernel's contract, so launch.cu's sort +
+//        per-token reduction is unchanged), the first group with a relaxed 16-byte store and
+//        the others with the same reductions, issued by the same thread in group order:
+//        coherence keeps that order, so the bits are the same every run, and nothing waits on
+//        a read of the slot (a read-modify-write from HBM would stall every group but the
+//        first for ~18 dependent loads per tile).
 //   The next tile's barrier S1 (after cp.async.wait_group 0) orders every reuse: the gather into
 //   the other KV buffer and its tokens is issued only after S1, when tile j - 1's readers of that
 //   buffer are done; the partials, P and dS are rewritten only after S1 of the next tile; Q, dOut, L
@@ -176,6 +180,18 @@ __device__ __forceinline__ void add_four(float* p, float4 v, bool vector) {
     atomicAdd(p + 3, v.w);
 }
 
+// p[0 .. 3] = v as a relaxed (morally strong) store, so that this thread's later reductions of
+// the same addresses are ordered after it (coherence follows program order).
+__device__ __forceinline__ void store_four(float* p, float4 v) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("st.relaxed.gpu.global.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+#else
+    *reinterpret_cast<float4*>(p) = v;
+#endif
+}
+
 }  // namespace bf16_detail
 
 __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __grid_constant__ Arguments a) {
@@ -213,14 +229,22 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
     const bool dout_vector = rows_aligned(a.dout, a.dout_row, a.dout_head);
     const bool dkv_vector = reinterpret_cast<uintptr_t>(a.dkv) % 16 == 0 && a.dkv_row % 4 == 0;
 
-    // Gathers entry tile `tile` (positions 32 tile ..) into KV buffer `buffer`: warp w takes the
-    // tile's rows w, w + 8, w + 16, w + 24.
-    auto gather = [&](int64_t tile, int buffer) {
+    // Warp w gathers rows w, w + 8, w + 16, w + 24 of every KV tile. Their tokens are read one
+    // tile ahead (fetch_tokens), so the index loads' latency hides behind a whole tile of MMAs
+    // instead of stalling every gather (a cp.async's memory clobber keeps later loads behind it).
+    int32_t upcoming[kBf16Entries / kBf16Warps];
+    auto fetch_tokens = [&](int64_t tile) {
+#pragma unroll
+        for (int i = 0; i < kBf16Entries / kBf16Warps; ++i)
+            upcoming[i] = position_token(a, row, tile * kBf16Entries + warp + kBf16Warps * i, counted);
+    };
+    // Gathers the tile whose tokens `upcoming` holds into KV buffer `buffer`.
+    auto gather = [&](int buffer) {
         uint16_t* const kv_tile = kv_tiles + buffer * kBf16Entries * qp;
 #pragma unroll
         for (int i = 0; i < kBf16Entries / kBf16Warps; ++i) {
             const int r = warp + kBf16Warps * i;
-            const int32_t token = position_token(a, row, tile * kBf16Entries + r, counted);
+            const int32_t token = upcoming[i];
             if (lane == 0) {
                 tokens[buffer * kBf16Entries + r] = token;
                 if (token >= 0) flags[0] = 1;
@@ -235,6 +259,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
         copy_async_wait_all();  // nothing is in flight here; kept so that no copy can outlive a group
         __syncthreads();        // S0: the previous group's readers of every buffer are done
         if (tiles > 0) {
+            fetch_tokens(0);
 #pragma unroll
             for (int i = 0; i < kBf16Heads / kBf16Warps; ++i) {
                 const int h = warp + kBf16Warps * i;
@@ -245,7 +270,8 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                 copy_row(dout_tile + h * vp, real ? dout_data + row * a.dout_row + head * a.dout_head : nullptr,
                          d_v / 8, dout_vector, lane);
             }
-            gather(0, 0);
+            gather(0);
+            if (tiles > 1) fetch_tokens(1);
         }
         copy_async_commit();
 #pragma unroll
@@ -275,7 +301,10 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
             const int32_t* const tile_tokens = tokens + buffer * kBf16Entries;
             copy_async_wait_all();
             __syncthreads();  // S1: tile `tile` (and Q, dOut, L, D) visible; tile - 1 fully consumed
-            if (tile + 1 < tiles) gather(tile + 1, buffer ^ 1);
+            if (tile + 1 < tiles) {
+                gather(buffer ^ 1);
+                if (tile + 2 < tiles) fetch_tokens(tile + 2);
+            }
             copy_async_commit();
 
             // A: warps 0-3 compute S = Q.K^T, warps 4-7 dP = dOut.V^T, each the whole 32 x 32 tile
@@ -438,14 +467,14 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                         if (a.contributions == nullptr) {
                             add_four(a.dkv + token * a.dkv_row + c, v, dkv_vector);
                         } else {
-                            float4* slot = reinterpret_cast<float4*>(
-                                a.contributions + (entry_base + tile * kBf16Entries + entry) * a.d_qk + c);
-                            if (first_head == 0) {
-                                *slot = v;
-                            } else {
-                                const float4 old = *slot;
-                                *slot = make_float4(old.x + v.x, old.y + v.y, old.z + v.z, old.w + v.w);
-                            }
+                            // The first head group stores, the later ones add with reductions issued
+                            // in group order by this same thread: no read of the slot (a read-
+                            // modify-write would stall on every slot), the same order every run.
+                            float* slot = a.contributions + (entry_base + tile * kBf16Entries + entry) * a.d_qk + c;
+                            if (first_head == 0)
+                                store_four(slot, v);
+                            else
+                                add_four(slot, v, true);
                         }
                     }
                 }
