@@ -877,15 +877,18 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
  *  mode: DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC gives bitwise identical results run to run
  *  (on the CPU also for any thread count); the CPU runs both modes deterministically.
  *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): one query row per CTA,
- *  heads in groups of 16, products on bf16 tensor cores with f32 accumulation. With any of q,
+ *  products on bf16 tensor cores with f32 accumulation. With q, kv, out and dout all bf16 and
+ *  d_qk, d_v multiples of 16 (d_qk <= 576), a bf16 kernel takes heads in groups of 32 (192 KB
+ *  of shared memory at d_qk 576, d_v 512); every other problem (or a device without that much
+ *  shared memory) takes the general kernel, heads in groups of 16. With any of q,
  *  kv, dout in f32 the operands are split into three bf16 parts (f32-accurate) and results agree with the CPU
  *  to 1e-3 of each output's largest magnitude; with all of them bf16, P and dS are rounded to
  *  bf16 for the MMAs and the agreement is 2e-2 (tests/gpu). FAST adds dkv with f32 atomics
  *  (last bits vary run to run); DETERMINISTIC writes each (row, position) contribution to the
  *  workspace and adds them per token in ascending (row, position) order, a panel of rows at a
  *  time. dq and d_attn_sink are computed the same way in both modes (fixed order, bitwise
- *  stable). d_qk is limited by shared memory (about 256 * d_qk bytes per block: d_qk = 576
- *  needs 150 KB) and otherwise answers DSA_STATUS_UNSUPPORTED.
+ *  stable). d_qk is limited by shared memory (the general kernel: about 256 * d_qk bytes per
+ *  block, d_qk = 576 needs 150 KB) and otherwise answers DSA_STATUS_UNSUPPORTED.
  *  workspace: NULL (the call allocates scratch for itself: host memory on the CPU,
  *  stream-ordered device memory on CUDA) or at least dsa_sparse_attention_backward_workspace_size
  *  bytes for these shapes, aligned to 16 bytes.

@@ -1,5 +1,8 @@
 // CUDA sparse attention backward: resolves the problem into kernel arguments, zeroes dkv, runs
-// the row kernel (row_backward.cuh) and reduces dkv by the mode:
+// a row kernel and reduces dkv by the mode. The row kernel: bf16_backward_kernel
+// (bf16_backward.cuh) when q, kv, out and dout are all bf16, d_qk and d_v multiples of 16 with
+// d_qk <= 576, on sm_80+ with its shared memory available; row_backward_kernel
+// (row_backward.cuh) otherwise. Both honour the same dkv contract:
 //   FAST: the row kernel adds each entry's contribution into dkv with f32 atomics (the order of
 //   the additions, hence the last bits, depends on timing);
 //   DETERMINISTIC: rows run in panels; each panel writes one contribution per (row, position)
@@ -17,6 +20,7 @@
 #include "../../core/stream_buffer.hpp"
 #include "../common/runtime.cuh"
 #include "../common/zero_rows.cuh"
+#include "bf16_backward.cuh"
 #include "row_backward.cuh"
 
 namespace dsa::cuda {
@@ -178,12 +182,13 @@ __global__ void __launch_bounds__(kReduceThreads)
     }
 }
 
-Status launch_rows(const void* kernel, int64_t ctas, int smem, const Arguments& a, Stream stream) {
+Status launch_rows(const void* kernel, int threads, int64_t ctas, int smem, const Arguments& a, Stream stream) {
     if (ctas > 0x7fffffff)
         return {StatusCode::shape_mismatch,
                 "q: " + std::to_string(ctas) + " query rows exceed one CUDA launch (2^31 - 1 CTAs)"};
     void* parameters[] = {const_cast<Arguments*>(&a)};
-    cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(ctas)), dim3(kThreads), parameters, static_cast<size_t>(smem),
+    cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(ctas)), dim3(static_cast<unsigned>(threads)), parameters,
+                     static_cast<size_t>(smem),
                      stream);
     return launch_status("sparse attention backward kernel launch");
 }
@@ -205,16 +210,30 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
                                  Stream stream) {
     DeviceScope scope(context.device_id());
     DSA_TRY(scope.status());
-    const SharedLayout layout = shared_layout(p.d_qk);
-    const int smem = layout.floats * static_cast<int>(sizeof(float));
-    if (smem > context.properties().shared_memory_per_block_optin)
-        return {StatusCode::unsupported, "q: d_qk " + std::to_string(p.d_qk) + " needs " + std::to_string(smem) +
-                                             " bytes of shared memory per block; this device offers " +
-                                             std::to_string(context.properties().shared_memory_per_block_optin)};
-    // f32 inputs take the split (near-f32) products; all-bf16 inputs the plain bf16 ones.
-    const bool split = p.q.dtype == DType::f32 || p.kv.dtype == DType::f32 || p.dout.dtype == DType::f32;
-    const void* kernel = split ? reinterpret_cast<const void*>(row_backward_kernel<true>)
-                               : reinterpret_cast<const void*>(row_backward_kernel<false>);
+    const int64_t optin = context.properties().shared_memory_per_block_optin;
+    const bool all_bf16 = p.q.dtype == DType::bf16 && p.kv.dtype == DType::bf16 && p.out.dtype == DType::bf16 &&
+                          p.dout.dtype == DType::bf16;
+    const bool fast_bf16 = all_bf16 && bf16_widths_supported(p.d_qk, p.d_v) &&
+                           context.properties().compute_major >= 8 && bf16_layout(p.d_qk, p.d_v).bytes <= optin;
+    int smem = 0, threads = 0;
+    const void* kernel = nullptr;
+    if (fast_bf16) {
+        smem = bf16_layout(p.d_qk, p.d_v).bytes;
+        threads = kBf16Threads;
+        kernel = reinterpret_cast<const void*>(bf16_backward_kernel);
+    } else {
+        const SharedLayout layout = shared_layout(p.d_qk);
+        smem = layout.floats * static_cast<int>(sizeof(float));
+        if (smem > optin)
+            return {StatusCode::unsupported, "q: d_qk " + std::to_string(p.d_qk) + " needs " + std::to_string(smem) +
+                                                 " bytes of shared memory per block; this device offers " +
+                                                 std::to_string(optin)};
+        // f32 inputs take the split (near-f32) products; all-bf16 inputs the plain bf16 ones.
+        const bool split = p.q.dtype == DType::f32 || p.kv.dtype == DType::f32 || p.dout.dtype == DType::f32;
+        threads = kThreads;
+        kernel = split ? reinterpret_cast<const void*>(row_backward_kernel<true>)
+                       : reinterpret_cast<const void*>(row_backward_kernel<false>);
+    }
     DSA_TRY(runtime_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                            "cudaFuncSetAttribute(sparse attention backward)"));
 
@@ -233,7 +252,7 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
 
     if (plan.panel_entries == 0) {
         // FAST, or nothing to reduce (no rows, positions or tokens): atomics into dkv.
-        if (p.rows > 0) DSA_TRY(launch_rows(kernel, p.rows, smem, a, stream));
+        if (p.rows > 0) DSA_TRY(launch_rows(kernel, threads, p.rows, smem, a, stream));
     } else {
         a.contributions = reinterpret_cast<float*>(scratch + plan.contributions);
         uint32_t* keys = reinterpret_cast<uint32_t*>(scratch + plan.keys);
@@ -245,7 +264,7 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
         for (int64_t first = 0; first < p.rows; first += plan.panel_rows) {
             const int64_t rows = std::min(plan.panel_rows, p.rows - first), entries = rows * p.topk;
             a.first_row = first;
-            DSA_TRY(launch_rows(kernel, rows, smem, a, stream));
+            DSA_TRY(launch_rows(kernel, threads, rows, smem, a, stream));
             entry_keys_kernel<<<grid_for(entries, 256), 256, 0, stream>>>(a, rows, keys, order);
             DSA_TRY(launch_status("sparse attention backward: entry keys"));
             size_t sort_bytes = plan.sort_bytes;

@@ -1,7 +1,8 @@
 // The training ops on CUDA against the CPU on the same inputs (the problem builders of the CPU
 // tests): dsa_sparse_attention_backward in both modes (f32 and bf16 inputs, f32 and bf16 dq,
 // invalid and repeated indices, rows without a valid index, topk_length, the sink and its
-// gradient, DeepSeek widths, head counts that are not multiples of 16), DETERMINISTIC bitwise
+// gradient, DeepSeek widths, head counts that are not multiples of 16 or 32; all-bf16 inputs
+// with widths multiples of 16 take the bf16 kernel, the rest the row kernel), DETERMINISTIC bitwise
 // across runs, streams and workspaces; dsa_indexer_loss in both modes with both teacher forms,
 // f32 and bf16, its d_index_k (64-bit fixed point) bitwise across runs and streams, with B = 0
 // and extreme coeff, and with a NaN or infinite index_q element; the workspace query; bad input
@@ -185,6 +186,11 @@ TEST_CASE("CUDA sparse_attention_backward matches the CPU in both modes") {
         {33, 20, 576, 512, 300, 70},  // DeepSeek widths, two head groups (the second padded)
         {17, 16, 72, 64, 9, 40},     // few tokens: many repeats per token
         {40, 64, 576, 512, 2000, 160},
+        // The bf16 kernel at small widths (f32 inputs still take the row kernel): 36 heads (the
+        // second 32-head tile padded), d_v < d_qk, k = 50 (a partial 32-entry tile).
+        {21, 36, 64, 32, 45, 50},
+        // The bf16 kernel with 20 n8 column tiles (the warps own 3 or 2), 8 heads, k = 33.
+        {9, 8, 160, 96, 30, 33},
     };
     uint32_t seed = 100;
     for (const BackwardShape& s : shapes)
@@ -213,32 +219,36 @@ TEST_CASE("CUDA sparse_attention_backward matches the CPU in both modes") {
 
 TEST_CASE("CUDA sparse_attention_backward: rows without a valid index, k = 0, S_q = 0, S_kv = 0") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
-    for (dsa_sparse_attention_backward_mode_t mode :
-         {DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC, DSA_SPARSE_ATTENTION_BACKWARD_FAST}) {
-        CAPTURE(mode);
-        // Row 1 of every case has only invalid indices; here every row does (S_kv = 0).
-        for (const BackwardShape& s : {BackwardShape{6, 4, 32, 16, 0, 9}, BackwardShape{6, 4, 32, 16, 20, 0},
-                                       BackwardShape{0, 4, 32, 16, 20, 9}, BackwardShape{7, 2, 32, 16, 20, 9}}) {
-            CAPTURE(s.rows); CAPTURE(s.tokens); CAPTURE(s.topk);
-            backward::Case c = backward::make_case(s.rows, s.heads, s.d_qk, s.d_v, s.tokens, s.topk, 7, DSA_DTYPE_F32);
-            c.mode = mode;
-            const backward::Gradients want = backward::run_library(c);
-            const backward::Gradients got = run_cuda(gpu, c);
-            check_close(got.dq, widened(want.dq), 1e-3, "dq");
-            check_close(got.dkv, widened(want.dkv), 1e-3, "dkv");
-            check_close(got.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
-            if (s.rows > 1 && s.heads > 0)  // row 1 selects nothing: exactly zero dq
-                for (int64_t i = 0; i < s.heads * s.d_qk; ++i) REQUIRE(got.dq[s.heads * s.d_qk + i] == 0.0f);
+    // f32 takes the row kernel, bf16 (widths multiples of 16) the bf16 kernel.
+    for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16})
+        for (dsa_sparse_attention_backward_mode_t mode :
+             {DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC, DSA_SPARSE_ATTENTION_BACKWARD_FAST}) {
+            CAPTURE(dtype); CAPTURE(mode);
+            const double tolerance = dtype == DSA_DTYPE_F32 ? 1e-3 : 2e-2;
+            // Row 1 of every case has only invalid indices; here every row does (S_kv = 0).
+            for (const BackwardShape& s : {BackwardShape{6, 4, 32, 16, 0, 9}, BackwardShape{6, 4, 32, 16, 20, 0},
+                                           BackwardShape{0, 4, 32, 16, 20, 9}, BackwardShape{7, 2, 32, 16, 20, 9}}) {
+                CAPTURE(s.rows); CAPTURE(s.tokens); CAPTURE(s.topk);
+                backward::Case c = backward::make_case(s.rows, s.heads, s.d_qk, s.d_v, s.tokens, s.topk, 7, dtype);
+                c.mode = mode;
+                const backward::Gradients want = backward::run_library(c);
+                const backward::Gradients got = run_cuda(gpu, c);
+                check_close(got.dq, widened(want.dq), tolerance, "dq");
+                check_close(got.dkv, widened(want.dkv), tolerance, "dkv");
+                check_close(got.d_sink, widened(want.d_sink), 1e-3, "d_attn_sink");
+                if (s.rows > 1 && s.heads > 0)  // row 1 selects nothing: exactly zero dq
+                    for (int64_t i = 0; i < s.heads * s.d_qk; ++i) REQUIRE(got.dq[s.heads * s.d_qk + i] == 0.0f);
+            }
         }
-    }
 }
 
 TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward is bitwise identical across runs, streams and workspaces") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
     for (dsa_dtype_t dtype : {DSA_DTYPE_BF16, DSA_DTYPE_F32}) {
         CAPTURE(dtype);
-        // Few tokens and many rows: every token gathers hundreds of contributions.
-        backward::Case c = backward::make_case(300, 24, 576, 512, 500, 128, 55, dtype);
+        // Few tokens and many rows: every token gathers hundreds of contributions. 40 heads: two
+        // head groups of the bf16 kernel (the second adds to the panel slots with reductions).
+        backward::Case c = backward::make_case(300, 40, 576, 512, 500, 128, 55, dtype);
         const backward::Gradients first = run_cuda(gpu, c);
         const backward::Gradients second = run_cuda(gpu, c);
         CHECK(backward::same_bits(first, second));
@@ -281,36 +291,45 @@ TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward over several panels matc
 
 TEST_CASE("CUDA sparse_attention_backward honours strides: the contiguous bits, padding untouched") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
-    backward::Case c = backward::make_case(19, 20, 72, 64, 50, 40, 123, DSA_DTYPE_BF16);
-    const backward::Gradients want = run_cuda(gpu, c);
-    backward::Gradients g(c);
-    const int64_t heads = c.heads, d_qk = c.d_qk, d_v = c.d_v;
-    const Restrided q(c.q_tensor(), {heads * (d_qk + 8), d_qk + 8, 1}, 0), kv(c.kv_tensor(), {d_qk + 16, 1}, 0),
-        indices(c.indices_tensor(), {c.topk + 3, 1}, 0), sink(c.sink_tensor(), {3}, 0),
-        lengths(c.lengths_tensor(), {2}, 0), out(c.out_tensor(), {heads * (d_v + 8), d_v + 8, 1}, 0),
-        lse(c.lse_tensor(), {1, c.rows}, 0), dout(c.dout_tensor(), {heads * (d_v + 4), d_v + 4, 1}, 0);
-    Restrided dq(view(g.dq.data(), {c.rows, heads, d_qk}, DSA_DTYPE_F32), {heads * (d_qk + 8), d_qk + 8, 1}, 0xff),
-        dkv(view(g.dkv.data(), {c.tokens, d_qk}, DSA_DTYPE_F32), {d_qk + 4, 1}, 0xff),
-        d_sink(view(g.d_sink.data(), {heads}, DSA_DTYPE_F32), {2}, 0xff);
-    {
-        Mirror m;
-        const dsa_sparse_attention_backward_params_t params = c.params();
-        const dsa_tensor_t q_d = m.input(q.tensor), kv_d = m.input(kv.tensor), indices_d = m.input(indices.tensor),
-                           sink_d = m.input(sink.tensor), lengths_d = m.input(lengths.tensor),
-                           out_d = m.input(out.tensor), lse_d = m.input(lse.tensor), dout_d = m.input(dout.tensor),
-                           dq_d = m.output(dq.tensor), dkv_d = m.output(dkv.tensor), d_sink_d = m.output(d_sink.tensor);
-        REQUIRE_MESSAGE(dsa_sparse_attention_backward(gpu, &params, &q_d, &kv_d, &indices_d, &sink_d, &lengths_d,
-                                                      &out_d, &lse_d, &dout_d, &dq_d, &dkv_d, &d_sink_d, nullptr, 0,
-                                                      nullptr) == DSA_STATUS_SUCCESS,
-                        dsa_last_error_message());
-        m.download();
+    // d_qk 72: the row kernel. d_qk 64, d_v 48: the bf16 kernel, whose contiguous run copies rows
+    // with cp.async while here kv (row stride 68) and dout (head stride 52) are not 16-byte aligned
+    // and take its 2-byte loads: the same bits all the same.
+    struct Strided {
+        int64_t d_qk, d_v, kv_pad;
+    };
+    for (const Strided& shape : {Strided{72, 64, 16}, Strided{64, 48, 4}}) {
+        CAPTURE(shape.d_qk);
+        backward::Case c = backward::make_case(19, 20, shape.d_qk, shape.d_v, 50, 40, 123, DSA_DTYPE_BF16);
+        const backward::Gradients want = run_cuda(gpu, c);
+        backward::Gradients g(c);
+        const int64_t heads = c.heads, d_qk = c.d_qk, d_v = c.d_v;
+        const Restrided q(c.q_tensor(), {heads * (d_qk + 8), d_qk + 8, 1}, 0), kv(c.kv_tensor(), {d_qk + shape.kv_pad, 1}, 0),
+            indices(c.indices_tensor(), {c.topk + 3, 1}, 0), sink(c.sink_tensor(), {3}, 0),
+            lengths(c.lengths_tensor(), {2}, 0), out(c.out_tensor(), {heads * (d_v + 8), d_v + 8, 1}, 0),
+            lse(c.lse_tensor(), {1, c.rows}, 0), dout(c.dout_tensor(), {heads * (d_v + 4), d_v + 4, 1}, 0);
+        Restrided dq(view(g.dq.data(), {c.rows, heads, d_qk}, DSA_DTYPE_F32), {heads * (d_qk + 8), d_qk + 8, 1}, 0xff),
+            dkv(view(g.dkv.data(), {c.tokens, d_qk}, DSA_DTYPE_F32), {d_qk + 4, 1}, 0xff),
+            d_sink(view(g.d_sink.data(), {heads}, DSA_DTYPE_F32), {2}, 0xff);
+        {
+            Mirror m;
+            const dsa_sparse_attention_backward_params_t params = c.params();
+            const dsa_tensor_t q_d = m.input(q.tensor), kv_d = m.input(kv.tensor), indices_d = m.input(indices.tensor),
+                               sink_d = m.input(sink.tensor), lengths_d = m.input(lengths.tensor),
+                               out_d = m.input(out.tensor), lse_d = m.input(lse.tensor), dout_d = m.input(dout.tensor),
+                               dq_d = m.output(dq.tensor), dkv_d = m.output(dkv.tensor), d_sink_d = m.output(d_sink.tensor);
+            REQUIRE_MESSAGE(dsa_sparse_attention_backward(gpu, &params, &q_d, &kv_d, &indices_d, &sink_d, &lengths_d,
+                                                          &out_d, &lse_d, &dout_d, &dq_d, &dkv_d, &d_sink_d, nullptr, 0,
+                                                          nullptr) == DSA_STATUS_SUCCESS,
+                            dsa_last_error_message());
+            m.download();
+        }
+        CHECK(same_floats(dq.contiguous<float>(), want.dq));
+        CHECK(same_floats(dkv.contiguous<float>(), want.dkv));
+        CHECK(same_floats(d_sink.contiguous<float>(), want.d_sink));
+        CHECK(padding_untouched(dq));
+        CHECK(padding_untouched(dkv));
+        CHECK(padding_untouched(d_sink));
     }
-    CHECK(same_floats(dq.contiguous<float>(), want.dq));
-    CHECK(same_floats(dkv.contiguous<float>(), want.dkv));
-    CHECK(same_floats(d_sink.contiguous<float>(), want.d_sink));
-    CHECK(padding_untouched(dq));
-    CHECK(padding_untouched(dkv));
-    CHECK(padding_untouched(d_sink));
 }
 
 TEST_CASE("CUDA sparse_attention_backward: the workspace query and bad input; outputs untouched") {

@@ -1,0 +1,513 @@
+// The bf16 fast path of the CUDA sparse attention backward (q, kv, out and dout all bf16, d_qk and
+// d_v multiples of 16, d_qk <= 576, sm_80+). Same semantics and the same dkv contract as
+// row_backward_kernel (row_backward.cuh), which serves everything else.
+//
+// Design (why it is several times faster than the f32-staged row kernel):
+// - One query row per CTA of 8 warps; heads in tiles of 32 (two m16 tiles), the row's index
+//   positions in tiles of 32 entries. Fewer, larger head groups than the row kernel's 16 mean
+//   fewer KV gathers and, above all, fewer dkv scatters: every (row, entry, column) is added once
+//   per head group, so 128 heads cost 4 adds per (row, entry, column) instead of the row
+//   kernel's 8 (a 64-head tile would need 144 dq registers per thread: no room for the rest).
+// - Every operand stays bf16 in shared memory (row pitch width + 8 bf16, an odd multiple of 16
+//   bytes mod 128, so the 8 row addresses of an ldmatrix hit 8 different 16-byte bank groups;
+//   the 80-byte P / dS rows likewise), fragments come from
+//   ldmatrix (.trans for B operands whose k dimension is the stored row index, and for the dS^T
+//   and P^T A operands). Q and dOut of the head group are loaded once per group; the KV tile is
+//   gathered by index with 16-byte cp.async into a double buffer: tile j + 1 is in flight while
+//   the MMAs of tile j run. Invalid positions become zero rows (plain shared stores, the source is
+//   never read); their P is forced to 0, so they contribute nothing and are never scattered.
+//   Tensors whose rows are not 16-byte aligned (strided views) take synchronous 2-byte loads into
+//   the same layout: the same products, hence the same bits.
+// - Per entry tile (three barriers):
+//     A: S = Q.K^T (warps 0-3) and dP = dOut.V^T (warps 4-7), each warp the whole 32 x 32 tile
+//        over a quarter of the k16 steps (per step two A and two B ldmatrix.x4 feed eight MMAs
+//        into eight independent accumulators: half the shared-memory traffic per MMA of 16 x 16
+//        blocks, and no long dependent MMA chain); the partial sums go to shared memory (f32);
+//                                                                                 | barrier S2
+//     every thread takes 4 (head, entry) elements: S and dP = the four partials added in warp
+//        order, P = exp(scale S - L) (0 for invalid entries or L = +inf), dS = scale P (dP - D),
+//        both stored as bf16 [head][entry];                                       | barrier S3
+//     B: dq += dS.K, dq accumulated in registers over the whole row (warp w owns the n8 column
+//        tiles w, w + 8, ...: up to 9 x 2 x 4 = 72 f32 registers), one ldmatrix.x4.trans of K
+//        covers both k16 steps (all 32 entries) of a column tile;
+//     C: dkv = dS^T.Q + P^T.dOut (the latter on the first d_v columns) per column tile in
+//        registers, scattered straight from the accumulators: a lane swaps half its fragment
+//        with its neighbour so that it holds 4 consecutive columns of one entry, then
+//        FAST: one red.global.add.v4.f32 (sm_90; 4 atomicAdds elsewhere or when dkv's rows are
+//        not 16-byte aligned), DETERMINISTIC: the entry's own panel slot (the CTA owns it and
+//        adds its head groups in order: the row kernel's contract, so launch.cu's sort +
+//        per-token reduction is unchanged), the first group with a relaxed 16-byte store and
+//        the others with the same reductions, issued by the same thread in group order:
+//        coherence keeps that order, so the bits are the same every run, and nothing waits on
+//        a read of the slot (a read-modify-write from HBM would stall every group but the
+//        first for ~18 dependent loads per tile).
+//   The next tile's barrier S1 (after cp.async.wait_group 0) orders every reuse: the gather into
+//   the other KV buffer and its tokens is issued only after S1, when tile j - 1's readers of that
+//   buffer are done; the partials, P and dS are rewritten only after S1 of the next tile; Q, dOut, L
+//   and D only after the barrier S0 that opens the next head group.
+// - dq leaves once per head group (no atomics: the CTA owns the row), so dq is bitwise the same
+//   in both modes. P and dS are rounded to bf16 for the products, as in the row kernel's bf16
+//   path (the 2e-2 test tolerance).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "row_backward.cuh"
+
+namespace dsa::cuda::attention_backward {
+
+inline constexpr int kBf16Heads = 32;    // head tile: two m16 tiles
+inline constexpr int kBf16Entries = 32;  // entry tile: two k16 steps of the dq / dkv products
+inline constexpr int kBf16Threads = 256;
+inline constexpr int kBf16Warps = kBf16Threads / 32;
+inline constexpr int kBf16ColumnTiles = 9;                                  // n8 column tiles a warp owns, at most
+inline constexpr int kBf16MaxWidth = 8 * kBf16Warps * kBf16ColumnTiles;  // 576
+inline constexpr int kBf16ScorePitch = kBf16Entries + 8;                  // bf16 P and dS rows (80 bytes)
+inline constexpr int kBf16PartialPitch = kBf16Entries + 8;                // f32 partial S / dP rows
+
+// Shared memory of the bf16 kernel, in bytes: Q (32 x d_qk), dOut (32 x d_v), two KV tiles
+// (32 x d_qk), P and dS (32 x 32 bf16), the 8 warps' partial S or dP (32 x 32 f32 each), L and
+// D per head, the two KV tiles' tokens, two flags. Pitches in elements; every part starts
+// 16-byte aligned. d_qk = 576, d_v = 512: 192,016 bytes.
+struct Bf16Layout {
+    int q_pitch, v_pitch;
+    int q, dout, kv, probs, grads, partials, normaliser, delta, tokens, flags, bytes;
+};
+
+__host__ __device__ inline Bf16Layout bf16_layout(int64_t d_qk, int64_t d_v) {
+    Bf16Layout s;
+    s.q_pitch = static_cast<int>(d_qk) + 8;
+    s.v_pitch = static_cast<int>(d_v) + 8;
+    s.q = 0;
+    s.dout = s.q + kBf16Heads * s.q_pitch * 2;
+    s.kv = s.dout + kBf16Heads * s.v_pitch * 2;
+    s.probs = s.kv + 2 * kBf16Entries * s.q_pitch * 2;
+    s.grads = s.probs + kBf16Heads * kBf16ScorePitch * 2;
+    s.partials = s.grads + kBf16Heads * kBf16ScorePitch * 2;
+    s.normaliser = s.partials + kBf16Warps * kBf16Heads * kBf16PartialPitch * 4;
+    s.delta = s.normaliser + kBf16Heads * 4;
+    s.tokens = s.delta + kBf16Heads * 4;
+    s.flags = s.tokens + 2 * kBf16Entries * 4;
+    s.bytes = s.flags + 16;
+    return s;
+}
+
+// Whether the bf16 kernel takes a problem of these widths (the caller checks dtypes, the
+// device's compute capability and the shared memory).
+__host__ __device__ inline bool bf16_widths_supported(int64_t d_qk, int64_t d_v) {
+    return d_qk >= 16 && d_qk <= kBf16MaxWidth && d_qk % 16 == 0 && d_v >= 16 && d_v <= d_qk && d_v % 16 == 0;
+}
+
+namespace bf16_detail {
+
+__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
+}
+
+// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+
+// The same, each matrix transposed.
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(address));
+}
+
+__device__ __forceinline__ void copy_async_16(uint32_t target, const void* source) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(target), "l"(source) : "memory");
+}
+
+__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+
+__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+// Whether every row (and head) of a bf16 tensor starts 16-byte aligned.
+__device__ __forceinline__ bool rows_aligned(const void* data, int64_t row_stride, int64_t head_stride) {
+    return reinterpret_cast<uintptr_t>(data) % 16 == 0 && row_stride % 8 == 0 && head_stride % 8 == 0;
+}
+
+// `chunks` 16-byte chunks of a bf16 row into shared memory, the warp's lanes taking every 32nd
+// chunk: cp.async when `vector` (the row 16-byte aligned), else 2-byte loads; zeros when
+// `source` is NULL (nothing read).
+__device__ __forceinline__ void copy_row(uint16_t* target, const uint16_t* source, int chunks, bool vector,
+                                         int lane) {
+    for (int c = lane; c < chunks; c += 32) {
+        uint16_t* to = target + 8 * c;
+        if (source == nullptr) {
+            *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
+        } else if (vector) {
+            copy_async_16(shared_address(to), source + 8 * c);
+        } else {
+            const uint16_t* from = source + 8 * c;
+            uint32_t words[4];
+#pragma unroll
+            for (int k = 0; k < 4; ++k)
+                words[k] = static_cast<uint32_t>(from[2 * k]) | (static_cast<uint32_t>(from[2 * k + 1]) << 16);
+            *reinterpret_cast<uint4*>(to) = make_uint4(words[0], words[1], words[2], words[3]);
+        }
+    }
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
+    return *reinterpret_cast<const uint32_t*>(&pair);
+}
+
+// dkv[p .. p + 3] += v: one vector reduction on sm_90 when p is 16-byte aligned, else four f32
+// atomics.
+__device__ __forceinline__ void add_four(float* p, float4 v, bool vector) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if (vector) {
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z),
+                     "f"(v.w)
+                     : "memory");
+        return;
+    }
+#else
+    (void)vector;
+#endif
+    atomicAdd(p, v.x);
+    atomicAdd(p + 1, v.y);
+    atomicAdd(p + 2, v.z);
+    atomicAdd(p + 3, v.w);
+}
+
+// p[0 .. 3] = v as a relaxed (morally strong) store, so that this thread's later reductions of
+// the same addresses are ordered after it (coherence follows program order).
+__device__ __forceinline__ void store_four(float* p, float4 v) {
+#if defined(__CUDA_ARCH__)
+    asm volatile("st.relaxed.gpu.global.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v.x), "f"(v.y), "f"(v.z),
+                 "f"(v.w)
+                 : "memory");
+#else
+    *reinterpret_cast<float4*>(p) = v;
+#endif
+}
+
+}  // namespace bf16_detail
+
+__global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __grid_constant__ Arguments a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    __trap();  // launch.cu only picks this kernel on sm_80+
+#else
+    using namespace bf16_detail;
+    extern __shared__ __align__(16) unsigned char shared[];
+    const Bf16Layout layout = bf16_layout(a.d_qk, a.d_v);
+    const int qp = layout.q_pitch, vp = layout.v_pitch;
+    uint16_t* const q_tile = reinterpret_cast<uint16_t*>(shared + layout.q);
+    uint16_t* const dout_tile = reinterpret_cast<uint16_t*>(shared + layout.dout);
+    uint16_t* const kv_tiles = reinterpret_cast<uint16_t*>(shared + layout.kv);  // two, kBf16Entries * qp apart
+    uint16_t* const probs = reinterpret_cast<uint16_t*>(shared + layout.probs);  // [head][entry]
+    uint16_t* const grads = reinterpret_cast<uint16_t*>(shared + layout.grads);  // dS, [head][entry]
+    float* const partials = reinterpret_cast<float*>(shared + layout.partials);  // [warp][head][entry]
+    float* const normaliser = reinterpret_cast<float*>(shared + layout.normaliser);
+    float* const delta = reinterpret_cast<float*>(shared + layout.delta);
+    int32_t* const tokens = reinterpret_cast<int32_t*>(shared + layout.tokens);  // two tiles'
+    int32_t* const flags = reinterpret_cast<int32_t*>(shared + layout.flags);    // any valid entry, any finite L
+
+    const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+    const int g = lane / 4, t = lane % 4;
+    const int64_t row = a.first_row + blockIdx.x;
+    const int64_t counted = counted_positions(a, row);
+    const int64_t entry_base = (row - a.first_row) * a.topk;
+    const int d_qk = static_cast<int>(a.d_qk), d_v = static_cast<int>(a.d_v);
+    const int column_tiles = d_qk / 8, qk_steps = d_qk / 16, v_steps = d_v / 16;
+    const int64_t tiles = (counted + kBf16Entries - 1) / kBf16Entries;
+    const uint16_t* const q_data = static_cast<const uint16_t*>(a.q);
+    const uint16_t* const kv_data = static_cast<const uint16_t*>(a.kv);
+    const uint16_t* const dout_data = static_cast<const uint16_t*>(a.dout);
+    const bool q_vector = rows_aligned(a.q, a.q_row, a.q_head);
+    const bool kv_vector = rows_aligned(a.kv, a.kv_row, 0);
+    const bool dout_vector = rows_aligned(a.dout, a.dout_row, a.dout_head);
+    const bool dkv_vector = reinterpret_cast<uintptr_t>(a.dkv) % 16 == 0 && a.dkv_row % 4 == 0;
+
+    // Warp w gathers rows w, w + 8, w + 16, w + 24 of every KV tile. Their tokens are read one
+    // tile ahead (fetch_tokens), so the index loads' latency hides behind a whole tile of MMAs
+    // instead of stalling every gather (a cp.async's memory clobber keeps later loads behind it).
+    int32_t upcoming[kBf16Entries / kBf16Warps];
+    auto fetch_tokens = [&](int64_t tile) {
+#pragma unroll
+        for (int i = 0; i < kBf16Entries / kBf16Warps; ++i)
+            upcoming[i] = position_token(a, row, tile * kBf16Entries + warp + kBf16Warps * i, counted);
+    };
+    // Gathers the tile whose tokens `upcoming` holds into KV buffer `buffer`.
+    auto gather = [&](int buffer) {
+        uint16_t* const kv_tile = kv_tiles + buffer * kBf16Entries * qp;
+#pragma unroll
+        for (int i = 0; i < kBf16Entries / kBf16Warps; ++i) {
+            const int r = warp + kBf16Warps * i;
+            const int32_t token = upcoming[i];
+            if (lane == 0) {
+                tokens[buffer * kBf16Entries + r] = token;
+                if (token >= 0) flags[0] = 1;
+            }
+            copy_row(kv_tile + r * qp, token >= 0 ? kv_data + token * a.kv_row : nullptr, d_qk / 8, kv_vector, lane);
+        }
+    };
+
+    if (tid < 2) flags[tid] = 0;
+
+    for (int64_t first_head = 0; first_head < a.heads; first_head += kBf16Heads) {
+        copy_async_wait_all();  // nothing is in flight here; kept so that no copy can outlive a group
+        __syncthreads();        // S0: the previous group's readers of every buffer are done
+        if (tiles > 0) {
+            fetch_tokens(0);
+#pragma unroll
+            for (int i = 0; i < kBf16Heads / kBf16Warps; ++i) {
+                const int h = warp + kBf16Warps * i;
+                const int64_t head = first_head + h;
+                const bool real = head < a.heads;
+                copy_row(q_tile + h * qp, real ? q_data + row * a.q_row + head * a.q_head : nullptr, d_qk / 8,
+                         q_vector, lane);
+                copy_row(dout_tile + h * vp, real ? dout_data + row * a.dout_row + head * a.dout_head : nullptr,
+                         d_v / 8, dout_vector, lane);
+            }
+            gather(0);
+            if (tiles > 1) fetch_tokens(1);
+        }
+        copy_async_commit();
+#pragma unroll
+        for (int i = 0; i < kBf16Heads / kBf16Warps; ++i) {
+            const int h = warp + kBf16Warps * i;
+            const int64_t head = first_head + h;
+            const float dot = head < a.heads ? output_gradient_dot(a, row, head) : 0.0f;
+            if (lane == 0) {
+                const float l = head < a.heads ? softmax_normaliser(a, row, head) : INFINITY;
+                delta[h] = dot;
+                normaliser[h] = l;
+                if (l != INFINITY) flags[1] = 1;
+            }
+        }
+
+        float dq[2][kBf16ColumnTiles][4];
+#pragma unroll
+        for (int m = 0; m < 2; ++m)
+#pragma unroll
+            for (int i = 0; i < kBf16ColumnTiles; ++i)
+#pragma unroll
+                for (int k = 0; k < 4; ++k) dq[m][i][k] = 0.0f;
+
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int buffer = static_cast<int>(tile & 1);
+            const uint16_t* const kv_tile = kv_tiles + buffer * kBf16Entries * qp;
+            const int32_t* const tile_tokens = tokens + buffer * kBf16Entries;
+            copy_async_wait_all();
+            __syncthreads();  // S1: tile `tile` (and Q, dOut, L, D) visible; tile - 1 fully consumed
+            if (tile + 1 < tiles) {
+                gather(buffer ^ 1);
+                if (tile + 2 < tiles) fetch_tokens(tile + 2);
+            }
+            copy_async_commit();
+
+            // A: warps 0-3 compute S = Q.K^T, warps 4-7 dP = dOut.V^T, each the whole 32 x 32 tile
+            // over its quarter of the k16 steps (two A and two B ldmatrix.x4 per eight MMAs, eight
+            // independent accumulators), and park the partial sums in shared memory (f32).
+            {
+                const bool scores = warp < 4;
+                const int quarter = warp & 3;
+                const uint16_t* const left = scores ? q_tile : dout_tile;
+                const int left_pitch = scores ? qp : vp, steps = scores ? qk_steps : v_steps;
+                const int step_begin = quarter * steps / 4, step_end = (quarter + 1) * steps / 4;
+                float acc[2][4][4];  // [head tile][entry n8 tile][fragment]
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                    for (int n = 0; n < 4; ++n)
+#pragma unroll
+                        for (int k = 0; k < 4; ++k) acc[m][n][k] = 0.0f;
+                // A rows: heads 16 m + (lane & 7) + 8 ((lane >> 3) & 1) at column 8 (lane >> 4);
+                // B rows: entries 16 b + (lane & 7) + 8 (lane >> 4) at column 8 ((lane >> 3) & 1).
+                uint32_t a_address[2], b_address[2];
+#pragma unroll
+                for (int m = 0; m < 2; ++m) {
+                    a_address[m] = shared_address(left + (16 * m + (lane & 7) + 8 * ((lane >> 3) & 1)) * left_pitch +
+                                                  8 * (lane >> 4));
+                    b_address[m] = shared_address(kv_tile + (16 * m + (lane & 7) + 8 * (lane >> 4)) * qp +
+                                                  8 * ((lane >> 3) & 1));
+                }
+#pragma unroll 3
+                for (int step = step_begin; step < step_end; ++step) {
+                    uint32_t af[2][4], bf[2][4];
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) {
+                        ldmatrix_x4(af[m], a_address[m] + 32 * step);
+                        ldmatrix_x4(bf[m], b_address[m] + 32 * step);
+                    }
+#pragma unroll
+                    for (int m = 0; m < 2; ++m)
+#pragma unroll
+                        for (int b = 0; b < 2; ++b) {
+                            mma_16x8x16(acc[m][2 * b], af[m], bf[b][0], bf[b][1]);
+                            mma_16x8x16(acc[m][2 * b + 1], af[m], bf[b][2], bf[b][3]);
+                        }
+                }
+                float* const mine = partials + warp * kBf16Heads * kBf16PartialPitch;
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                    for (int n = 0; n < 4; ++n)
+#pragma unroll
+                        for (int half = 0; half < 2; ++half)
+                            *reinterpret_cast<float2*>(mine + (16 * m + g + 8 * half) * kBf16PartialPitch + 8 * n +
+                                                       2 * t) = make_float2(acc[m][n][2 * half], acc[m][n][2 * half + 1]);
+            }
+            __syncthreads();  // S2: the partial sums visible
+
+            // P = exp(scale S - L) (0 for invalid entries and L = +inf), dS = scale P (dP - D), as
+            // bf16: thread i takes head i / 8, entries 4 (i % 8) + [0, 4); the four partial sums
+            // of S and of dP are added in warp order (the same bits every run).
+            {
+                const int h = tid / 8, e = 4 * (tid % 8);
+                float4 s4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), d4 = s4;
+#pragma unroll
+                for (int w = 0; w < 4; ++w) {
+                    const float4 x = *reinterpret_cast<const float4*>(
+                        partials + (w * kBf16Heads + h) * kBf16PartialPitch + e);
+                    const float4 y = *reinterpret_cast<const float4*>(
+                        partials + ((w + 4) * kBf16Heads + h) * kBf16PartialPitch + e);
+                    s4 = make_float4(s4.x + x.x, s4.y + x.y, s4.z + x.z, s4.w + x.w);
+                    d4 = make_float4(d4.x + y.x, d4.y + y.y, d4.z + y.z, d4.w + y.w);
+                }
+                const float sc[4] = {s4.x, s4.y, s4.z, s4.w}, dpv[4] = {d4.x, d4.y, d4.z, d4.w};
+                const float l = normaliser[h], d = delta[h];
+                float p[4], ds[4];
+#pragma unroll
+                for (int k = 0; k < 4; ++k) {
+                    p[k] = tile_tokens[e + k] >= 0 && l != INFINITY ? expf(a.scale * sc[k] - l) : 0.0f;
+                    ds[k] = a.scale * p[k] * (dpv[k] - d);
+                }
+                *reinterpret_cast<uint2*>(probs + h * kBf16ScorePitch + e) =
+                    make_uint2(pack_bf16(p[0], p[1]), pack_bf16(p[2], p[3]));
+                *reinterpret_cast<uint2*>(grads + h * kBf16ScorePitch + e) =
+                    make_uint2(pack_bf16(ds[0], ds[1]), pack_bf16(ds[2], ds[3]));
+            }
+            __syncthreads();  // S3: P and dS visible to every warp
+
+            // B: dq += dS.K over the warp's column tiles w, w + 8, ...
+            {
+                uint32_t ds_frag[2][2][4];  // [head tile][entry step]
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                    for (int s = 0; s < 2; ++s)
+                        ldmatrix_x4(ds_frag[m][s],
+                                    shared_address(grads + (16 * m + (lane & 7) + 8 * ((lane >> 3) & 1)) * kBf16ScorePitch +
+                                                   16 * s + 8 * (lane >> 4)));
+#pragma unroll
+                for (int i = 0; i < kBf16ColumnTiles; ++i) {
+                    const int column_tile = warp + kBf16Warps * i;
+                    if (column_tile >= column_tiles) continue;
+                    uint32_t kf[4];  // b0, b1 of entries [0, 16), then of [16, 32)
+                    ldmatrix_x4_trans(kf, shared_address(kv_tile + lane * qp + 8 * column_tile));
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) {
+                        mma_16x8x16(dq[m][i], ds_frag[m][0], kf[0], kf[1]);
+                        mma_16x8x16(dq[m][i], ds_frag[m][1], kf[2], kf[3]);
+                    }
+                }
+            }
+
+            // C: dkv of the tile's entries = dS^T.Q + P^T.dOut, scattered per column tile.
+            {
+                uint32_t ds_t[2][2][4], p_t[2][2][4];  // [entry tile][head step]
+#pragma unroll
+                for (int m = 0; m < 2; ++m)
+#pragma unroll
+                    for (int s = 0; s < 2; ++s) {
+                        const int at = (16 * s + (lane & 7) + 8 * (lane >> 4)) * kBf16ScorePitch + 16 * m +
+                                       8 * ((lane >> 3) & 1);
+                        ldmatrix_x4_trans(ds_t[m][s], shared_address(grads + at));
+                        ldmatrix_x4_trans(p_t[m][s], shared_address(probs + at));
+                    }
+                const int odd = t & 1;
+#pragma unroll
+                for (int i = 0; i < kBf16ColumnTiles; ++i) {
+                    const int column_tile = warp + kBf16Warps * i;
+                    if (column_tile >= column_tiles) continue;
+                    const int column = 8 * column_tile;
+                    float part[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+                    uint32_t qf[4];  // b0, b1 of heads [0, 16), then of [16, 32)
+                    ldmatrix_x4_trans(qf, shared_address(q_tile + lane * qp + column));
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) {
+                        mma_16x8x16(part[m], ds_t[m][0], qf[0], qf[1]);
+                        mma_16x8x16(part[m], ds_t[m][1], qf[2], qf[3]);
+                    }
+                    if (column < d_v) {
+                        uint32_t vf[4];
+                        ldmatrix_x4_trans(vf, shared_address(dout_tile + lane * vp + column));
+#pragma unroll
+                        for (int m = 0; m < 2; ++m) {
+                            mma_16x8x16(part[m], p_t[m][0], vf[0], vf[1]);
+                            mma_16x8x16(part[m], p_t[m][1], vf[2], vf[3]);
+                        }
+                    }
+                    // Lane (g, t) holds entries g and g + 8 at columns 2t, 2t + 1. Even t keeps entry g
+                    // and takes its odd neighbour's pair (columns 2t + 2, 2t + 3); odd t keeps entry g + 8
+                    // and takes its even neighbour's pair (columns 2t - 2, 2t - 1).
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) {
+                        const float send0 = odd ? part[m][0] : part[m][2], send1 = odd ? part[m][1] : part[m][3];
+                        const float got0 = __shfl_xor_sync(0xffffffffu, send0, 1);
+                        const float got1 = __shfl_xor_sync(0xffffffffu, send1, 1);
+                        const float4 v = odd ? make_float4(got0, got1, part[m][2], part[m][3])
+                                             : make_float4(part[m][0], part[m][1], got0, got1);
+                        const int entry = 16 * m + g + 8 * odd;
+                        const int c = column + 2 * (t & 2);
+                        const int32_t token = tile_tokens[entry];
+                        if (token < 0) continue;
+                        if (a.contributions == nullptr) {
+                            add_four(a.dkv + token * a.dkv_row + c, v, dkv_vector);
+                        } else {
+                            // The first head group stores, the later ones add with reductions issued
+                            // in group order by this same thread: no read of the slot (a read-
+                            // modify-write would stall on every slot), the same order every run.
+                            float* slot = a.contributions + (entry_base + tile * kBf16Entries + entry) * a.d_qk + c;
+                            if (first_head == 0)
+                                store_four(slot, v);
+                            else
+                                add_four(slot, v, true);
+                        }
+                    }
+                }
+            }
+        }
+
+        // dq of the group's real heads (the CTA owns the row: plain stores).
+#pragma unroll
+        for (int i = 0; i < kBf16ColumnTiles; ++i) {
+            const int column_tile = warp + kBf16Warps * i;
+            if (column_tile >= column_tiles) continue;
+#pragma unroll
+            for (int m = 0; m < 2; ++m)
+#pragma unroll
+                for (int half = 0; half < 2; ++half) {
+                    const int64_t head = first_head + 16 * m + g + 8 * half;
+                    if (head >= a.heads) continue;
+                    const int64_t offset = row * a.dq_row + head * a.dq_head + 8 * column_tile + 2 * t;
+                    const float x = dq[m][i][2 * half], y = dq[m][i][2 * half + 1];
+                    if (a.dq_bf16) {
+                        static_cast<uint16_t*>(a.dq)[offset] = float_to_bf16(x);
+                        static_cast<uint16_t*>(a.dq)[offset + 1] = float_to_bf16(y);
+                    } else {
+                        static_cast<float*>(a.dq)[offset] = x;
+                        static_cast<float*>(a.dq)[offset + 1] = y;
+                    }
+                }
+        }
+    }
+    copy_async_wait_all();
+    __syncthreads();  // the flags' writers are done
+    if (a.row_contributes != nullptr && tid == 0) a.row_contributes[row] = flags[0] && flags[1];
+#endif
+}
+
+}  // namespace dsa::cuda::attention_backward
