@@ -4,6 +4,7 @@
 // (s2 = log2(e) * scale * q.k) so the softmax uses exp2.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -175,6 +176,33 @@ __device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
     return packed;
 }
 
+__device__ __forceinline__ uint32_t pack_f16(float low, float high) {
+    uint32_t packed;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(high), "f"(low));
+    return packed;
+}
+
+// Two e4m3 codes (low byte first) as an f16 pair, exactly (every e4m3 value is an f16 value).
+__device__ __forceinline__ uint32_t widen_e4m3_pair(uint32_t codes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+    uint32_t halves;
+    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(halves) : "h"(static_cast<unsigned short>(codes & 0xffffu)));
+    return halves;
+#else
+    const __half low = __float2half_rn(decode_e4m3(static_cast<uint8_t>(codes & 0xffu)));
+    const __half high = __float2half_rn(decode_e4m3(static_cast<uint8_t>((codes >> 8) & 0xffu)));
+    return static_cast<uint32_t>(__half_as_ushort(low)) | (static_cast<uint32_t>(__half_as_ushort(high)) << 16);
+#endif
+}
+
+// d (16x8 f32) += a (16x16 f16, row) * b (16x8 f16, col).
+__device__ __forceinline__ void mma_16x8x16_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                 "{%8, %9}, {%0, %1, %2, %3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Two e4m3 codes (low byte first) times `scale`, rounded once to a bf16 pair (low code in the
 // low half). NaN codes stay NaN.
 __device__ __forceinline__ uint32_t dequantize_pair(uint32_t codes, float scale) {
@@ -224,12 +252,11 @@ __device__ __forceinline__ void store_output_pair(const Arguments& a, const Work
 }
 
 // One online-softmax step of a head row shared by RowThreads consecutive lanes, each holding
-// Values scores of the tile (log2 units, -inf where masked) at columns part + i * RowThreads:
-// writes P = exp2(s - max) as bf16 to probs_row, updates the running max and sum (identical in
-// the row's lanes) and returns the factor that rescales the row's earlier output.
+// Values scores of the tile (log2 units, -inf where masked): replaces them by P = exp2(s - max),
+// updates the running max and sum (identical in the row's lanes) and returns the factor that
+// rescales the row's earlier output.
 template <int RowThreads, int Values>
-__device__ __forceinline__ float online_softmax_step(const float (&values)[Values], int part, uint16_t* probs_row,
-                                                     float& running_max, float& running_sum) {
+__device__ __forceinline__ float online_softmax_step(float (&values)[Values], float& running_max, float& running_sum) {
     float tile_max = -INFINITY;
 #pragma unroll
     for (int i = 0; i < Values; ++i) tile_max = fmaxf(tile_max, values[i]);
@@ -242,9 +269,8 @@ __device__ __forceinline__ float online_softmax_step(const float (&values)[Value
     float tile_sum = 0.0f;
 #pragma unroll
     for (int i = 0; i < Values; ++i) {
-        const float p = exp2f(values[i] - base);
-        tile_sum += p;
-        probs_row[part + i * RowThreads] = float_to_bf16(p);
+        values[i] = exp2f(values[i] - base);
+        tile_sum += values[i];
     }
 #pragma unroll
     for (int offset = RowThreads / 2; offset > 0; offset /= 2)

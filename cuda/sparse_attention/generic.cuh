@@ -172,8 +172,9 @@ __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __g
             float values[kRowValues];
 #pragma unroll
             for (int i = 0; i < kRowValues; ++i) values[i] = scores[row * (kT + 4) + part + i * kRowThreads];
-            const float correction = online_softmax_step<kRowThreads>(values, part, probs + row * (kT + 8), running_max,
-                                                                      running_sum);
+            const float correction = online_softmax_step<kRowThreads>(values, running_max, running_sum);
+#pragma unroll
+            for (int i = 0; i < kRowValues; ++i) probs[row * (kT + 8) + part + i * kRowThreads] = float_to_bf16(values[i]);
             if (part == 0) alpha[row] = correction;
         }
         __syncthreads();

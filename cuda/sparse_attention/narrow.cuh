@@ -12,9 +12,11 @@
 //   offsets are resolved one iteration before its copies are issued (the index load never
 //   stalls an issue);
 // - 8 warps, two CTAs per SM (registers <= 128, shared memory <= 110 KB);
-// - S = Q.K^T: warp w takes the quarter w % 4 of the 36 k-steps of d_qk and the half w / 4 of the
-//   tile's 32 tokens, so its quarter of Q stays in registers (36 of them) for the whole row; the
-//   softmax sums the four partial scores in a fixed order (results are bitwise repeatable);
+// - FP8 latent codes are dequantised into the bf16 tile by 8 threads per entry whose octets and
+//   scale groups are compile-time constants; the rope part stays in the raw stage, read in place;
+// - S = Q.K^T: warp w takes latent group w % 4 (8 k-steps) plus rope k-step w % 4 and the half
+//   w / 4 of the tile's 32 tokens, so its quarter of Q stays in registers (36 of them) for the
+//   whole row; the softmax sums the four partial scores in a fixed order (bitwise repeatable);
 // - online softmax (log2 units) by 16 threads per head row, P as bf16 in shared memory;
 // - O += P.V: warp w owns value columns [64 w, 64 w + 64), 32 accumulators a lane.
 #pragma once
@@ -31,10 +33,19 @@ inline constexpr int kNarrowDqk = 576;
 inline constexpr int kNarrowDv = 512;
 inline constexpr int kNarrowRow = kNarrowDqk + 8;  // tile row pitch in elements: no ldmatrix bank conflicts
 inline constexpr int kNarrowDimGroups = 4;         // warps splitting the k-steps of S = Q.K^T
-inline constexpr int kNarrowStepsPerGroup = kNarrowDqk / 16 / kNarrowDimGroups;
+inline constexpr int kNarrowLatentSteps = static_cast<int>(kMlaLatentDim) / 16 / kNarrowDimGroups;  // 8
+inline constexpr int kNarrowStepsPerGroup = kNarrowLatentSteps + 1;  // + one rope k-step
 inline constexpr int kNarrowScorePitch = kNarrowTokens + 4;
 inline constexpr int kNarrowProbPitch = kNarrowTokens + 8;
-static_assert(kNarrowDqk % (16 * kNarrowDimGroups) == 0, "the k-steps split evenly over the dim groups");
+static_assert(kNarrowDqk == kMlaLatentDim + kMlaRopeDim && kMlaRopeDim == 16 * kNarrowDimGroups &&
+                  kMlaLatentDim == kMlaGroupSize * kNarrowDimGroups,
+              "each dim group is one latent scale group and one rope k-step");
+
+// Dim group `group`'s k-step `step` starts at this column of d_qk.
+__host__ __device__ constexpr int narrow_step_column(int group, int step) {
+    return step < kNarrowLatentSteps ? group * static_cast<int>(kMlaGroupSize) + 16 * step
+                                     : static_cast<int>(kMlaLatentDim) + 16 * group;
+}
 static_assert(kNarrowDv == (kNarrowThreads / 32) * 64, "each warp owns 64 value columns");
 
 __host__ __device__ constexpr int narrow_stages(bool fp8) { return fp8 ? 3 : 2; }
@@ -132,9 +143,9 @@ __global__ void __launch_bounds__(kNarrowThreads, 2) narrow_attention_kernel(con
     uint32_t q_fragments[kNarrowStepsPerGroup][4];
 #pragma unroll
     for (int s = 0; s < kNarrowStepsPerGroup; ++s)
-        load_matrix_x4(shared_address(q_tile + (lane % 16) * kNarrowRow + (dim_group * kNarrowStepsPerGroup + s) * 16 +
-                                      (lane / 16) * 8),
-                       q_fragments[s]);
+        load_matrix_x4(
+            shared_address(q_tile + (lane % 16) * kNarrowRow + narrow_step_column(dim_group, s) + (lane / 16) * 8),
+            q_fragments[s]);
 
     float o[8][4];
 #pragma unroll
@@ -149,19 +160,36 @@ __global__ void __launch_bounds__(kNarrowThreads, 2) narrow_attention_kernel(con
         const int64_t* offsets = meta + (tile % kMetaSlots) * kT;
         const uint16_t* keys = tile_of_stage(tile % kStages);
         if (Fp8) {
-            dequantize_entries<kNarrowThreads>(raw_stage(tile % kStages), tile_of_stage(0), kNarrowRow, kT);
+            // Latent codes only (the rope is read in place): token tid / 8, octets tid % 8 + 8 j.
+            const uint8_t* entry = raw_stage(tile % kStages) + (tid / 8) * kMlaEntryBytes;
+            uint16_t* target = tile_of_stage(0) + (tid / 8) * kNarrowRow;
+#pragma unroll 1
+            for (int j = 0; j < static_cast<int>(kMlaLatentDim) / 64; ++j) {
+                const int d = (tid % 8 + 8 * j) * 8;
+                const uint2 codes = *reinterpret_cast<const uint2*>(entry + d);
+                const float scale = *reinterpret_cast<const float*>(entry + kMlaScaleOffset + 4 * (j / 2));
+                const uint4 value = make_uint4(dequantize_pair(codes.x, scale), dequantize_pair(codes.x >> 16, scale),
+                                               dequantize_pair(codes.y, scale), dequantize_pair(codes.y >> 16, scale));
+                *reinterpret_cast<uint4*>(target + d) = value;
+            }
             __syncthreads();
         }
 
         // Partial S over this warp's k-steps for its 16 tokens (two 8-token blocks per x4 load).
         {
             float acc[2][4] = {};
-            const uint16_t* key_row =
-                keys + (token_half * 16 + lane % 8 + (lane / 16) * 8) * kNarrowRow + ((lane / 8) % 2) * 8;
+            const int key = token_half * 16 + lane % 8 + (lane / 16) * 8, half = ((lane / 8) % 2) * 8;
+            const uint16_t* key_row = keys + key * kNarrowRow + half;
+            // The rope of the key (FP8: the raw entry's bf16 rope, read in place).
+            const uint16_t* rope_row =
+                Fp8 ? reinterpret_cast<const uint16_t*>(raw_stage(tile % kStages) + key * kMlaEntryBytes + kMlaRopeOffset) + half
+                    : key_row + kMlaLatentDim;
 #pragma unroll
             for (int s = 0; s < kNarrowStepsPerGroup; ++s) {
                 uint32_t fb[4];
-                load_matrix_x4(shared_address(key_row + (dim_group * kNarrowStepsPerGroup + s) * 16), fb);
+                const int column = narrow_step_column(dim_group, s);
+                load_matrix_x4(shared_address(s < kNarrowLatentSteps ? key_row + column : rope_row + (column - kMlaLatentDim)),
+                               fb);
                 mma_16x8x16(acc[0], q_fragments[s], fb[0], fb[1]);
                 mma_16x8x16(acc[1], q_fragments[s], fb[2], fb[3]);
             }
@@ -187,8 +215,10 @@ __global__ void __launch_bounds__(kNarrowThreads, 2) narrow_attention_kernel(con
                     score += partial_scores[(d * kNarrowHeads + row) * kNarrowScorePitch + column];
                 values[i] = offsets[column] >= 0 ? score * a.scale_log2 : -INFINITY;
             }
-            const float correction = online_softmax_step<kRowThreads>(values, part, probs + row * kNarrowProbPitch,
-                                                                      running_max, running_sum);
+            const float correction = online_softmax_step<kRowThreads>(values, running_max, running_sum);
+#pragma unroll
+            for (int i = 0; i < kT / kRowThreads; ++i)
+                probs[row * kNarrowProbPitch + part + i * kRowThreads] = float_to_bf16(values[i]);
             if (part == 0) alpha[row] = correction;
         }
         __syncthreads();
