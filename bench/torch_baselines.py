@@ -9,6 +9,8 @@ card in the same run:
   sparse_attention        gather the selected KV rows, matmul, softmax, matmul
   sparse_attention_paged  the same, gathering (and for FP8 dequantising) the cache entries
   attention(_paged)       the three above in a row
+  sparse_attention_backward  gather + matmul forward recomputed under autograd, backward from a
+                          random dout (dq, and dkv scattered by index_add through the gather)
 Ops without a baseline here (quantisation, Hadamard, cache writers) are left out.
 Method as dsa-bench's: CUDA events, median of 10 after 2 warm-up calls, L2 flushed by writing
 256 MB before each call; each baseline's result is checked on sampled rows against a float64
@@ -280,6 +282,40 @@ def sparse_attention_paged_case(p):
     return name, lambda: attention.run(slots), attention.check(slots, attention.run(slots))
 
 
+def sparse_attention_backward_case(p):
+    """Chunks of rows: the forward recomputed with autograd from q and kv leaves, then backward."""
+    rows, k = p["S_q"], p["k"]
+    attention = PlainAttention(rows, p["H_q"], p["d_qk"], p["d_v"], p["S_kv"], False)
+    indices = random_indices(rows, k, torch.full((rows,), p["S_kv"], device=device))
+    dout = torch.randn(rows, p["H_q"], p["d_v"], device=device, dtype=torch.bfloat16)
+    kv = attention.kv.detach().requires_grad_()
+    step = max(1, CHUNK_BYTES // (k * p["H_q"] * 4))  # the f32 scores autograd keeps
+
+    def run():
+        q = attention.q.detach().requires_grad_()
+        kv.grad = None
+        for first in range(0, rows, step):
+            last = min(rows, first + step)
+            index = indices[first:last]
+            gathered = kv[index.clamp(min=0).long()]
+            scores = torch.matmul(q[first:last], gathered.transpose(1, 2)).float() * SCALE
+            scores = scores.masked_fill((index < 0)[:, None, :], float("-inf"))
+            out = torch.matmul(torch.softmax(scores, dim=-1).to(torch.bfloat16), gathered[..., :p["d_v"]])
+            out.backward(dout[first:last])
+        return q.grad, kv.grad
+
+    dq, _ = run()
+    ok = True
+    for r in sample(rows):
+        q_row = attention.q[r].double().requires_grad_()
+        valid = indices[r][indices[r] >= 0].long()
+        kv_rows = attention.kv[valid].double()
+        out = torch.softmax(q_row @ kv_rows.T * SCALE, dim=-1) @ kv_rows[:, :p["d_v"]]
+        out.backward(dout[r].double())
+        ok &= close(dq[r], q_row.grad, 3e-2)
+    return "gather + matmul + autograd", run, ok
+
+
 def attention_case(p):
     indexer, ok = indexer_case(p)
     attention = PlainAttention(p["S_q"], p["H_q"], p["d_qk"], p["d_v"], p["S_kv"], False)
@@ -320,6 +356,7 @@ BASELINES = {
     "sparse_attention_paged": sparse_attention_paged_case,
     "attention": attention_case,
     "attention_paged": attention_paged_case,
+    "sparse_attention_backward": sparse_attention_backward_case,
 }
 
 
