@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # One command for a GPU machine: build libdsa and dsa-bench for the local GPU, run every test (GPU
-# tests included), compute-sanitizer over the GPU tests, then the deepseek and tp presets on CUDA
-# beside their PyTorch baselines in the same run, and a merged table (RESULTS-gpu.md) rendered
-# from the JSON. Everything goes under the folder given as $1.
+# tests included), compute-sanitizer (memcheck, racecheck, initcheck) over the GPU tests, then the
+# deepseek and tp presets on CUDA beside their PyTorch baselines in the same run, and a merged
+# table (RESULTS-gpu.md) rendered from the JSON. Everything goes under the folder given as $1.
 # Usage: bench/run_gpu.sh OUTPUT_DIR [--no-sanitizer]
 # Environment: DSA_GPU_BUILD_DIR (default build-gpu), DSA_CUDA_ARCH (default 90a),
 # DSA_BENCH_PRESETS (default "deepseek tp").
@@ -37,7 +37,7 @@ grep -E "tests passed|tests failed|Skipped|\(Failed\)" "$out/ctest.log"
 if [ "$sanitize" = 1 ] && command -v compute-sanitizer > /dev/null; then
   for test in "$build"/tests/gpu_*; do
     [ -x "$test" ] || continue
-    for tool in memcheck racecheck; do
+    for tool in memcheck racecheck initcheck; do
       log="$out/sanitizer-$(basename "$test")-$tool.log"
       compute-sanitizer --tool "$tool" --error-exitcode 9 "$test" > "$log" 2>&1
       rc=$?
