@@ -251,24 +251,8 @@ __global__ void __launch_bounds__(kNarrowThreads, 2) narrow_attention_kernel(con
     }
     copy_async_wait<0>();  // the empty groups of the last iterations
 
-    // Epilogue: row statistics, then O / denominator (or the split's raw partial).
-    if (tid % kRowThreads == 0) {
-        final_max[tid / kRowThreads] = running_max;
-        final_sum[tid / kRowThreads] = running_sum;
-    }
-    __syncthreads();
-    if (tid < heads_here) write_row_statistics(a, item, head0 + tid, final_max[tid], final_sum[tid]);
-#pragma unroll
-    for (int half = 0; half < 2; ++half) {
-        const int row = g + 8 * half;
-        if (row >= heads_here) continue;
-        const int64_t head = head0 + row;
-        const RowResult result = finish_row(a, head, final_max[row], final_sum[row]);
-#pragma unroll
-        for (int b = 0; b < 8; ++b)
-            store_output_pair(a, item, head, warp * 64 + b * 8 + 2 * t, o[b][2 * half], o[b][2 * half + 1],
-                              result.inverse_denominator);
-    }
+    finish_head_tile<kRowThreads>(a, item, head0, heads_here, running_max, running_sum, final_max, final_sum, o, 8,
+                                  [warp](int b) { return warp * 64 + b * 8; });
 }
 
 }  // namespace dsa::cuda::attention

@@ -277,14 +277,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
 #pragma unroll
         for (int i = 0; i < kBf16Heads / kBf16Warps; ++i) {
             const int h = warp + kBf16Warps * i;
-            const int64_t head = first_head + h;
-            const float dot = head < a.heads ? output_gradient_dot(a, row, head) : 0.0f;
-            if (lane == 0) {
-                const float l = head < a.heads ? softmax_normaliser(a, row, head) : INFINITY;
-                delta[h] = dot;
-                normaliser[h] = l;
-                if (l != INFINITY) flags[1] = 1;
-            }
+            store_head_statistics(a, row, first_head + h, h, delta, normaliser, flags);
         }
 
         float dq[2][kBf16ColumnTiles][4];

@@ -93,6 +93,18 @@ __device__ __forceinline__ float output_gradient_dot(const Arguments& a, int64_t
     return warp_sum(sum);
 }
 
+// D and L of `head` of the row into delta[slot] and normaliser[slot] (0 and +inf for a padded
+// head past H_q); flags[1] is set when L is finite. Every lane of one warp calls it.
+__device__ __forceinline__ void store_head_statistics(const Arguments& a, int64_t row, int64_t head, int slot,
+                                                      float* delta, float* normaliser, int32_t* flags) {
+    const float dot = head < a.heads ? output_gradient_dot(a, row, head) : 0.0f;
+    if (threadIdx.x % 32 != 0) return;
+    const float l = head < a.heads ? softmax_normaliser(a, row, head) : INFINITY;
+    delta[slot] = dot;
+    normaliser[slot] = l;
+    if (l != INFINITY) flags[1] = 1;
+}
+
 // Shared memory of the kernel, in floats: Q, dOut, the KV tile and the dq accumulator (16 rows
 // of `width` = d_qk rounded up to 16, zero padded each, `pitch` = width + 4 apart for the same
 // bank spread as kScorePitch), P and dS (16 x 16), L and D per head, the tile's tokens.
@@ -133,7 +145,7 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
     float* const delta = smem + layout.delta;
     int32_t* const tokens = reinterpret_cast<int32_t*>(smem + layout.tokens);
     int32_t* const flags = reinterpret_cast<int32_t*>(smem + layout.flags);  // any valid entry, any finite L
-    const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
+    const int tid = static_cast<int>(threadIdx.x), warp = tid / 32;
     const int64_t row = a.first_row + blockIdx.x;
     const int64_t counted = counted_positions(a, row);
     const int64_t entry_base = (row - a.first_row) * a.topk;
@@ -152,16 +164,7 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
                 real && c < a.d_v ? load_value(a.dout, a.dout_bf16, row * a.dout_row + head * a.dout_head + c) : 0.0f;
             dq_tile[h * pitch + c] = 0.0f;
         }
-        for (int h = warp; h < kHeadTile; h += kWarps) {
-            const int64_t head = first_head + h;
-            const float dot = head < a.heads ? output_gradient_dot(a, row, head) : 0.0f;
-            if (lane == 0) {
-                const float l = head < a.heads ? softmax_normaliser(a, row, head) : INFINITY;
-                delta[h] = dot;
-                normaliser[h] = l;
-                if (l != INFINITY) flags[1] = 1;
-            }
-        }
+        for (int h = warp; h < kHeadTile; h += kWarps) store_head_statistics(a, row, first_head + h, h, delta, normaliser, flags);
         __syncthreads();
 
         for (int64_t first = 0; first < counted; first += kEntryTile) {

@@ -112,41 +112,42 @@ TEST_CASE("CUDA topk: ragged and clamped windows, hybrid sink/local, block-table
     }
 }
 
+namespace {
+
+// Rows of n tokens over a cluster: windowed rows in index order (hybrid sink/local) and whole
+// rows in any order, for each score pattern, must select the CPU's set.
+void check_cluster_rows(int64_t n, const std::vector<int32_t>& starts, const std::vector<int32_t>& ends, int32_t k,
+                        uint32_t seed) {
+    const int64_t rows = static_cast<int64_t>(starts.size());
+    for (Pattern pattern : {Pattern::uniform, Pattern::plateau, Pattern::with_nan}) {
+        CAPTURE(n); CAPTURE(static_cast<int>(pattern));
+        const std::vector<float> scores = scores_for(pattern, rows * n, seed);
+        const dsa_topk_params_t params = topk_params(k, DSA_TOPK_ORDER_INDEX, 4, 64);
+        auto [cpu, gpu] = both(scores, rows, n, params, &starts, &ends, nullptr, 0);
+        CHECK(cpu == gpu);
+        const dsa_topk_params_t plain = topk_params(2048, DSA_TOPK_ORDER_UNSPECIFIED);
+        auto [cpu_plain, gpu_plain] = both(scores, rows, n, plain, nullptr, nullptr, nullptr, 0);
+        CHECK(row_sets(cpu_plain, plain.k) == row_sets(gpu_plain, plain.k));
+    }
+}
+
+}  // namespace
+
 TEST_CASE("CUDA topk: long rows split over a cluster of blocks (and too long for one) select the CPU's set") {
     // 131072 and 262143 tokens: 16 blocks of 8K / 16K keys; 600000: 16 blocks of 37500 keys;
     // 1100000: chunks beyond shared memory, one block per row. Plateaus put ties at the
     // threshold in every block, so their index-order ranking crosses block boundaries.
     for (int64_t n : {131072, 262143, 600000, 1100000})
-        for (Pattern pattern : {Pattern::uniform, Pattern::plateau, Pattern::with_nan}) {
-            const int64_t rows = 3;
-            CAPTURE(n); CAPTURE(static_cast<int>(pattern));
-            const std::vector<float> scores = scores_for(pattern, rows * n, static_cast<uint32_t>(n % 1000 + 3));
-            const std::vector<int32_t> starts{0, 5000, 17}, ends{static_cast<int32_t>(n), static_cast<int32_t>(n - 3), 9000};
-            const dsa_topk_params_t params = topk_params(2048, DSA_TOPK_ORDER_INDEX, 4, 64);
-            auto [cpu, gpu] = both(scores, rows, n, params, &starts, &ends, nullptr, 0);
-            CHECK(cpu == gpu);
-            const dsa_topk_params_t plain = topk_params(2048, DSA_TOPK_ORDER_UNSPECIFIED);
-            auto [cpu_plain, gpu_plain] = both(scores, rows, n, plain, nullptr, nullptr, nullptr, 0);
-            CHECK(row_sets(cpu_plain, plain.k) == row_sets(gpu_plain, plain.k));
-        }
+        check_cluster_rows(n, {0, 5000, 17}, {static_cast<int32_t>(n), static_cast<int32_t>(n - 3), 9000}, 2048,
+                           static_cast<uint32_t>(n % 1000 + 3));
 }
 
 TEST_CASE("CUDA topk: short rows over small clusters select the CPU's set") {
     // Few rows leave the GPU idle, so even short rows are split: 5000 tokens over 2 blocks,
     // 16384 over 8 (chunks of 2048 keys). Small enough for compute-sanitizer's racecheck.
     for (int64_t n : {5000, 16384})
-        for (Pattern pattern : {Pattern::uniform, Pattern::plateau, Pattern::with_nan}) {
-            const int64_t rows = 2;
-            CAPTURE(n); CAPTURE(static_cast<int>(pattern));
-            const std::vector<float> scores = scores_for(pattern, rows * n, static_cast<uint32_t>(n + 7));
-            const std::vector<int32_t> starts{0, 100}, ends{static_cast<int32_t>(n), static_cast<int32_t>(n - 1)};
-            const dsa_topk_params_t params = topk_params(1024, DSA_TOPK_ORDER_INDEX, 4, 64);
-            auto [cpu, gpu] = both(scores, rows, n, params, &starts, &ends, nullptr, 0);
-            CHECK(cpu == gpu);
-            const dsa_topk_params_t plain = topk_params(2048, DSA_TOPK_ORDER_UNSPECIFIED);
-            auto [cpu_plain, gpu_plain] = both(scores, rows, n, plain, nullptr, nullptr, nullptr, 0);
-            CHECK(row_sets(cpu_plain, plain.k) == row_sets(gpu_plain, plain.k));
-        }
+        check_cluster_rows(n, {0, 100}, {static_cast<int32_t>(n), static_cast<int32_t>(n - 1)}, 1024,
+                           static_cast<uint32_t>(n + 7));
 }
 
 TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical") {
