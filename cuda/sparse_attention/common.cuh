@@ -253,13 +253,13 @@ __device__ __forceinline__ void store_output_pair(const Arguments& a, const Work
 
 // The end of a 16-head mma.sync CTA (the generic and narrow kernels): the row statistics of its
 // heads (RowThreads lanes per head row hold identical running values), then this lane's O
-// fragments o[b], b < blocks, of columns column_of(b) .. + 7, normalised into out or stored as the
-// split's partial. final_max and final_sum are 16 floats of shared memory each.
-template <int RowThreads, int Blocks, typename ColumnOf>
+// fragments o[b], b < blocks, of columns first_column + 8 b .. + 7, normalised into out or stored
+// as the split's partial. final_max and final_sum are 16 floats of shared memory each.
+template <int RowThreads, int Blocks>
 __device__ __forceinline__ void finish_head_tile(const Arguments& a, const WorkItem& item, int64_t head0, int heads_here,
                                                  float running_max, float running_sum, float* final_max,
                                                  float* final_sum, const float (&o)[Blocks][4], int blocks,
-                                                 const ColumnOf& column_of) {
+                                                 int first_column) {
     const int tid = static_cast<int>(threadIdx.x), g = (tid % 32) / 4, t = tid % 4;
     if (tid % RowThreads == 0) {
         final_max[tid / RowThreads] = running_max;
@@ -276,7 +276,7 @@ __device__ __forceinline__ void finish_head_tile(const Arguments& a, const WorkI
 #pragma unroll
         for (int b = 0; b < Blocks; ++b)
             if (b < blocks)
-                store_output_pair(a, item, head, column_of(b) + 2 * t, o[b][2 * half], o[b][2 * half + 1],
+                store_output_pair(a, item, head, first_column + 8 * b + 2 * t, o[b][2 * half], o[b][2 * half + 1],
                                   result.inverse_denominator);
     }
 }

@@ -210,7 +210,7 @@ __global__ void __launch_bounds__(Warps * 32) generic_attention_kernel(const __g
     copy_async_wait<0>();  // nothing left in flight (Q of a row without tiles)
 
     finish_head_tile<kRowThreads>(a, item, head0, heads_here, running_max, running_sum, final_max, final_sum, o, my_blocks,
-                                  [&](int b) { return (first_block + b) * 8; });
+                                  first_block * 8);
 }
 
 }  // namespace dsa::cuda::attention

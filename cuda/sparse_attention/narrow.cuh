@@ -251,8 +251,7 @@ __global__ void __launch_bounds__(kNarrowThreads, 2) narrow_attention_kernel(con
     }
     copy_async_wait<0>();  // the empty groups of the last iterations
 
-    finish_head_tile<kRowThreads>(a, item, head0, heads_here, running_max, running_sum, final_max, final_sum, o, 8,
-                                  [warp](int b) { return warp * 64 + b * 8; });
+    finish_head_tile<kRowThreads>(a, item, head0, heads_here, running_max, running_sum, final_max, final_sum, o, 8, warp * 64);
 }
 
 }  // namespace dsa::cuda::attention
