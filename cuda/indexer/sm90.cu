@@ -17,6 +17,7 @@
 // depend on which block or split computed it.
 #include <cuda.h>  // CUtensorMap and its enums; the encoder is reached through the runtime
 
+#include "../common/ptx.cuh"
 #include "logits.cuh"
 
 namespace dsa::cuda::indexer {
@@ -39,10 +40,6 @@ struct Sm90Layout {
 };
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
 __device__ __forceinline__ void barrier_init(uint64_t* barrier, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(shared_address(barrier)), "r"(count) : "memory");
 }

@@ -4,13 +4,13 @@
 // (s2 = log2(e) * scale * q.k) so the softmax uses exp2.
 #pragma once
 
-#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
 #include <cstdint>
 
 #include "../../core/ops/sparse_attention.hpp"
+#include "../common/ptx.cuh"
 
 namespace dsa::cuda::attention {
 
@@ -136,71 +136,6 @@ __device__ __forceinline__ void write_row_statistics(const Arguments& a, const W
         return;
     }
     store_statistics(a, item.row, head, finish_row(a, head, max_log2, sum));
-}
-
-// ---- Small PTX wrappers shared by the kernels (sm_80+) -----------------------------------------
-
-__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// 16-byte global -> shared copy; `bytes` 0 writes zeros without reading `source`.
-__device__ __forceinline__ void copy_async_16(uint32_t destination, const void* source, uint32_t bytes) {
-    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(destination), "l"(source),
-                 "r"(bytes)
-                 : "memory");
-}
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int Pending>
-__device__ __forceinline__ void copy_async_wait() {
-    asm volatile("cp.async.wait_group %0;\n" ::"n"(Pending) : "memory");
-}
-
-__device__ __forceinline__ void load_matrix_x4(uint32_t address, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-__device__ __forceinline__ void load_matrix_x4_transposed(uint32_t address, uint32_t (&r)[4]) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-__device__ __forceinline__ void load_matrix_x2(uint32_t address, uint32_t& r0, uint32_t& r1) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];\n" : "=r"(r0), "=r"(r1) : "r"(address));
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
-    uint32_t packed;
-    asm("cvt.rn.bf16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(high), "f"(low));
-    return packed;
-}
-
-__device__ __forceinline__ uint32_t pack_f16(float low, float high) {
-    uint32_t packed;
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;\n" : "=r"(packed) : "f"(high), "f"(low));
-    return packed;
-}
-
-// Two e4m3 codes (low byte first) as an f16 pair, exactly (every e4m3 value is an f16 value).
-__device__ __forceinline__ uint32_t widen_e4m3_pair(uint32_t codes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
-    uint32_t halves;
-    asm("cvt.rn.f16x2.e4m3x2 %0, %1;\n" : "=r"(halves) : "h"(static_cast<unsigned short>(codes & 0xffffu)));
-    return halves;
-#else
-    const __half low = __float2half_rn(decode_e4m3(static_cast<uint8_t>(codes & 0xffu)));
-    const __half high = __float2half_rn(decode_e4m3(static_cast<uint8_t>((codes >> 8) & 0xffu)));
-    return static_cast<uint32_t>(__half_as_ushort(low)) | (static_cast<uint32_t>(__half_as_ushort(high)) << 16);
-#endif
-}
-
-// d (16x8 f32) += a (16x16 f16, row) * b (16x8 f16, col).
-__device__ __forceinline__ void mma_16x8x16_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-                 "{%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 // Two e4m3 codes (low byte first) times `scale`, rounded once to a bf16 pair (low code in the
