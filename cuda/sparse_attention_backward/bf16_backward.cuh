@@ -3,11 +3,13 @@
 // row_backward_kernel (row_backward.cuh), which serves everything else.
 //
 // Design (why it is several times faster than the f32-staged row kernel):
-// - One query row per CTA of 8 warps; heads in tiles of 32 (two m16 tiles), the row's index
-//   positions in tiles of 32 entries. Fewer, larger head groups than the row kernel's 16 mean
+// - One query row per CTA of 16 warps (four a scheduler: the kernel is latency-bound, and 8
+//   warps left 68% of cycles without an eligible warp); heads in tiles of 32 (two m16 tiles), the
+//   row's index positions in tiles of 32 entries. Fewer, larger head groups than the row kernel's 16 mean
 //   fewer KV gathers and, above all, fewer dkv scatters: every (row, entry, column) is added once
 //   per head group, so 128 heads cost 4 adds per (row, entry, column) instead of the row
-//   kernel's 8 (a 64-head tile would need 144 dq registers per thread: no room for the rest).
+//   kernel's 8 (a 64-head tile would need 72 dq registers per thread of 16 warps, past the 128
+//   that 512 threads may have).
 // - Every operand stays bf16 in shared memory (row pitch width + 8 bf16, an odd multiple of 16
 //   bytes mod 128, so the 8 row addresses of an ldmatrix hit 8 different 16-byte bank groups;
 //   the 80-byte P / dS rows likewise), fragments come from
@@ -19,16 +21,16 @@
 //   Tensors whose rows are not 16-byte aligned (strided views) take synchronous 2-byte loads into
 //   the same layout: the same products, hence the same bits.
 // - Per entry tile (three barriers):
-//     A: S = Q.K^T (warps 0-3) and dP = dOut.V^T (warps 4-7), each warp the whole 32 x 32 tile
-//        over a quarter of the k16 steps (per step two A and two B ldmatrix.x4 feed eight MMAs
-//        into eight independent accumulators: half the shared-memory traffic per MMA of 16 x 16
-//        blocks, and no long dependent MMA chain); the partial sums go to shared memory (f32);
+//     A: S = Q.K^T (warps 0-7) and dP = dOut.V^T (warps 8-15), each warp 32 heads x 16 entries
+//        over a quarter of the k16 steps (per step two A and one B ldmatrix.x4 feed four MMAs
+//        into four independent accumulators: no long dependent MMA chain); the partial sums go
+//        to shared memory (f32);
 //                                                                                 | barrier S2
-//     every thread takes 4 (head, entry) elements: S and dP = the four partials added in warp
-//        order, P = exp(scale S - L) (0 for invalid entries or L = +inf), dS = scale P (dP - D),
+//     every thread takes 2 (head, entry) elements: S and dP = the four partials added in
+//        quarter order, P = exp(scale S - L) (0 for invalid entries or L = +inf), dS = scale P (dP - D),
 //        both stored as bf16 [head][entry];                                       | barrier S3
 //     B: dq += dS.K, dq accumulated in registers over the whole row (warp w owns the n8 column
-//        tiles w, w + 8, ...: up to 9 x 2 x 4 = 72 f32 registers), one ldmatrix.x4.trans of K
+//        tiles w, w + 16, ...: up to 5 x 2 x 4 = 40 f32 registers), one ldmatrix.x4.trans of K
 //        covers both k16 steps (all 32 entries) of a column tile;
 //     C: dkv = dS^T.Q + P^T.dOut (the latter on the first d_v columns) per column tile in
 //        registers, scattered straight from the accumulators: a lane swaps half its fragment
@@ -55,21 +57,25 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../common/ptx.cuh"
 #include "row_backward.cuh"
 
 namespace dsa::cuda::attention_backward {
 
 inline constexpr int kBf16Heads = 32;    // head tile: two m16 tiles
 inline constexpr int kBf16Entries = 32;  // entry tile: two k16 steps of the dq / dkv products
-inline constexpr int kBf16Threads = 256;
+inline constexpr int kBf16Threads = 512;
 inline constexpr int kBf16Warps = kBf16Threads / 32;
-inline constexpr int kBf16ColumnTiles = 9;                                  // n8 column tiles a warp owns, at most
-inline constexpr int kBf16MaxWidth = 8 * kBf16Warps * kBf16ColumnTiles;  // 576
+inline constexpr int kBf16MaxWidth = 576;
+inline constexpr int kBf16ColumnTiles = (kBf16MaxWidth / 8 + kBf16Warps - 1) / kBf16Warps;  // n8 tiles a warp owns
+inline constexpr int kBf16PartialSlots = 8;  // four k-quarters of S, then four of dP
+static_assert(kBf16Entries % kBf16Warps == 0 && kBf16Heads % kBf16Warps == 0, "gathers and head loads split evenly");
+static_assert(kBf16Warps == 16, "phase A maps warps to (S or dP, k-quarter, entry half)");
 inline constexpr int kBf16ScorePitch = kBf16Entries + 8;                  // bf16 P and dS rows (80 bytes)
 inline constexpr int kBf16PartialPitch = kBf16Entries + 8;                // f32 partial S / dP rows
 
 // Shared memory of the bf16 kernel, in bytes: Q (32 x d_qk), dOut (32 x d_v), two KV tiles
-// (32 x d_qk), P and dS (32 x 32 bf16), the 8 warps' partial S or dP (32 x 32 f32 each), L and
+// (32 x d_qk), P and dS (32 x 32 bf16), the partial S and dP of each k-quarter (32 x 32 f32 each), L and
 // D per head, the two KV tiles' tokens, two flags. Pitches in elements; every part starts
 // 16-byte aligned. d_qk = 576, d_v = 512: 192,016 bytes.
 struct Bf16Layout {
@@ -87,7 +93,7 @@ __host__ __device__ inline Bf16Layout bf16_layout(int64_t d_qk, int64_t d_v) {
     s.probs = s.kv + 2 * kBf16Entries * s.q_pitch * 2;
     s.grads = s.probs + kBf16Heads * kBf16ScorePitch * 2;
     s.partials = s.grads + kBf16Heads * kBf16ScorePitch * 2;
-    s.normaliser = s.partials + kBf16Warps * kBf16Heads * kBf16PartialPitch * 4;
+    s.normaliser = s.partials + kBf16PartialSlots * kBf16Heads * kBf16PartialPitch * 4;
     s.delta = s.normaliser + kBf16Heads * 4;
     s.tokens = s.delta + kBf16Heads * 4;
     s.flags = s.tokens + 2 * kBf16Entries * 4;
@@ -102,32 +108,6 @@ __host__ __device__ inline bool bf16_widths_supported(int64_t d_qk, int64_t d_v)
 }
 
 namespace bf16_detail {
-
-__device__ __forceinline__ uint32_t shared_address(const void* pointer) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
-}
-
-// Four 8x8 bf16 matrices; lanes 8i..8i+7 give the row addresses of matrix i.
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-
-// The same, each matrix transposed.
-__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t address) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(address));
-}
-
-__device__ __forceinline__ void copy_async_16(uint32_t target, const void* source) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(target), "l"(source) : "memory");
-}
-
-__device__ __forceinline__ void copy_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-
-__device__ __forceinline__ void copy_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 // Whether every row (and head) of a bf16 tensor starts 16-byte aligned.
 __device__ __forceinline__ bool rows_aligned(const void* data, int64_t row_stride, int64_t head_stride) {
@@ -144,7 +124,7 @@ __device__ __forceinline__ void copy_row(uint16_t* target, const uint16_t* sourc
         if (source == nullptr) {
             *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
         } else if (vector) {
-            copy_async_16(shared_address(to), source + 8 * c);
+            copy_async_16(shared_address(to), source + 8 * c, 16);
         } else {
             const uint16_t* from = source + 8 * c;
             uint32_t words[4];
@@ -154,11 +134,6 @@ __device__ __forceinline__ void copy_row(uint16_t* target, const uint16_t* sourc
             *reinterpret_cast<uint4*>(to) = make_uint4(words[0], words[1], words[2], words[3]);
         }
     }
-}
-
-__device__ __forceinline__ uint32_t pack_bf16(float low, float high) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(low, high);
-    return *reinterpret_cast<const uint32_t*>(&pair);
 }
 
 // dkv[p .. p + 3] += v: one vector reduction on sm_90 when p is 16-byte aligned, else four f32
@@ -229,7 +204,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
     const bool dout_vector = rows_aligned(a.dout, a.dout_row, a.dout_head);
     const bool dkv_vector = reinterpret_cast<uintptr_t>(a.dkv) % 16 == 0 && a.dkv_row % 4 == 0;
 
-    // Warp w gathers rows w, w + 8, w + 16, w + 24 of every KV tile. Their tokens are read one
+    // Warp w gathers rows w and w + 16 of every KV tile. Their tokens are read one
     // tile ahead (fetch_tokens), so the index loads' latency hides behind a whole tile of MMAs
     // instead of stalling every gather (a cp.async's memory clobber keeps later loads behind it).
     int32_t upcoming[kBf16Entries / kBf16Warps];
@@ -256,7 +231,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
     if (tid < 2) flags[tid] = 0;
 
     for (int64_t first_head = 0; first_head < a.heads; first_head += kBf16Heads) {
-        copy_async_wait_all();  // nothing is in flight here; kept so that no copy can outlive a group
+        copy_async_wait<0>();  // nothing is in flight here; kept so that no copy can outlive a group
         __syncthreads();        // S0: the previous group's readers of every buffer are done
         if (tiles > 0) {
             fetch_tokens(0);
@@ -292,7 +267,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
             const int buffer = static_cast<int>(tile & 1);
             const uint16_t* const kv_tile = kv_tiles + buffer * kBf16Entries * qp;
             const int32_t* const tile_tokens = tokens + buffer * kBf16Entries;
-            copy_async_wait_all();
+            copy_async_wait<0>();
             __syncthreads();  // S1: tile `tile` (and Q, dOut, L, D) visible; tile - 1 fully consumed
             if (tile + 1 < tiles) {
                 gather(buffer ^ 1);
@@ -300,106 +275,101 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
             }
             copy_async_commit();
 
-            // A: warps 0-3 compute S = Q.K^T, warps 4-7 dP = dOut.V^T, each the whole 32 x 32 tile
-            // over its quarter of the k16 steps (two A and two B ldmatrix.x4 per eight MMAs, eight
-            // independent accumulators), and park the partial sums in shared memory (f32).
+            // A: warps 0-7 compute S = Q.K^T, warps 8-15 dP = dOut.V^T; warp w takes entries
+            // 16 (w & 1) + [0, 16) over k-quarter (w & 7) / 2 of the k16 steps (two A and one B
+            // ldmatrix.x4 per four MMAs, four independent accumulators), and parks the partial
+            // sums in shared memory (f32), slot quarter (S) or 4 + quarter (dP).
             {
-                const bool scores = warp < 4;
-                const int quarter = warp & 3;
+                const bool scores = warp < 8;
+                const int half = warp & 1, quarter = (warp & 7) >> 1;
                 const uint16_t* const left = scores ? q_tile : dout_tile;
                 const int left_pitch = scores ? qp : vp, steps = scores ? qk_steps : v_steps;
                 const int step_begin = quarter * steps / 4, step_end = (quarter + 1) * steps / 4;
-                float acc[2][4][4];  // [head tile][entry n8 tile][fragment]
+                float acc[2][2][4];  // [head tile][entry n8 tile][fragment]
 #pragma unroll
                 for (int m = 0; m < 2; ++m)
 #pragma unroll
-                    for (int n = 0; n < 4; ++n)
+                    for (int n = 0; n < 2; ++n)
 #pragma unroll
                         for (int k = 0; k < 4; ++k) acc[m][n][k] = 0.0f;
                 // A rows: heads 16 m + (lane & 7) + 8 ((lane >> 3) & 1) at column 8 (lane >> 4);
-                // B rows: entries 16 b + (lane & 7) + 8 (lane >> 4) at column 8 ((lane >> 3) & 1).
-                uint32_t a_address[2], b_address[2];
+                // B rows: entries 16 half + (lane & 7) + 8 (lane >> 4) at column 8 ((lane >> 3) & 1).
+                uint32_t a_address[2];
 #pragma unroll
-                for (int m = 0; m < 2; ++m) {
+                for (int m = 0; m < 2; ++m)
                     a_address[m] = shared_address(left + (16 * m + (lane & 7) + 8 * ((lane >> 3) & 1)) * left_pitch +
                                                   8 * (lane >> 4));
-                    b_address[m] = shared_address(kv_tile + (16 * m + (lane & 7) + 8 * (lane >> 4)) * qp +
-                                                  8 * ((lane >> 3) & 1));
-                }
+                const uint32_t b_address = shared_address(kv_tile + (16 * half + (lane & 7) + 8 * (lane >> 4)) * qp +
+                                                          8 * ((lane >> 3) & 1));
 #pragma unroll 3
                 for (int step = step_begin; step < step_end; ++step) {
-                    uint32_t af[2][4], bf[2][4];
+                    uint32_t af[2][4], bf[4];
+#pragma unroll
+                    for (int m = 0; m < 2; ++m) load_matrix_x4(a_address[m] + 32 * step, af[m]);
+                    load_matrix_x4(b_address + 32 * step, bf);
 #pragma unroll
                     for (int m = 0; m < 2; ++m) {
-                        ldmatrix_x4(af[m], a_address[m] + 32 * step);
-                        ldmatrix_x4(bf[m], b_address[m] + 32 * step);
+                        mma_16x8x16(acc[m][0], af[m], bf[0], bf[1]);
+                        mma_16x8x16(acc[m][1], af[m], bf[2], bf[3]);
                     }
-#pragma unroll
-                    for (int m = 0; m < 2; ++m)
-#pragma unroll
-                        for (int b = 0; b < 2; ++b) {
-                            mma_16x8x16(acc[m][2 * b], af[m], bf[b][0], bf[b][1]);
-                            mma_16x8x16(acc[m][2 * b + 1], af[m], bf[b][2], bf[b][3]);
-                        }
                 }
-                float* const mine = partials + warp * kBf16Heads * kBf16PartialPitch;
+                float* const mine = partials + (quarter + (scores ? 0 : 4)) * kBf16Heads * kBf16PartialPitch + 16 * half;
 #pragma unroll
                 for (int m = 0; m < 2; ++m)
 #pragma unroll
-                    for (int n = 0; n < 4; ++n)
+                    for (int n = 0; n < 2; ++n)
 #pragma unroll
-                        for (int half = 0; half < 2; ++half)
-                            *reinterpret_cast<float2*>(mine + (16 * m + g + 8 * half) * kBf16PartialPitch + 8 * n +
-                                                       2 * t) = make_float2(acc[m][n][2 * half], acc[m][n][2 * half + 1]);
+                        for (int row_half = 0; row_half < 2; ++row_half)
+                            *reinterpret_cast<float2*>(mine + (16 * m + g + 8 * row_half) * kBf16PartialPitch + 8 * n +
+                                                       2 * t) =
+                                make_float2(acc[m][n][2 * row_half], acc[m][n][2 * row_half + 1]);
             }
             __syncthreads();  // S2: the partial sums visible
 
             // P = exp(scale S - L) (0 for invalid entries and L = +inf), dS = scale P (dP - D), as
-            // bf16: thread i takes head i / 8, entries 4 (i % 8) + [0, 4); the four partial sums
-            // of S and of dP are added in warp order (the same bits every run).
+            // bf16: thread i takes head i / 16, entries 2 (i % 16) + [0, 2); the four partial sums
+            // of S and of dP are added in quarter order (the same bits every run).
             {
-                const int h = tid / 8, e = 4 * (tid % 8);
-                float4 s4 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), d4 = s4;
+                const int h = tid / 16, e = 2 * (tid % 16);
+                float2 s2 = make_float2(0.0f, 0.0f), d2 = s2;
 #pragma unroll
                 for (int w = 0; w < 4; ++w) {
-                    const float4 x = *reinterpret_cast<const float4*>(
+                    const float2 x = *reinterpret_cast<const float2*>(
                         partials + (w * kBf16Heads + h) * kBf16PartialPitch + e);
-                    const float4 y = *reinterpret_cast<const float4*>(
+                    const float2 y = *reinterpret_cast<const float2*>(
                         partials + ((w + 4) * kBf16Heads + h) * kBf16PartialPitch + e);
-                    s4 = make_float4(s4.x + x.x, s4.y + x.y, s4.z + x.z, s4.w + x.w);
-                    d4 = make_float4(d4.x + y.x, d4.y + y.y, d4.z + y.z, d4.w + y.w);
+                    s2 = make_float2(s2.x + x.x, s2.y + x.y);
+                    d2 = make_float2(d2.x + y.x, d2.y + y.y);
                 }
-                const float sc[4] = {s4.x, s4.y, s4.z, s4.w}, dpv[4] = {d4.x, d4.y, d4.z, d4.w};
+                const float sc[2] = {s2.x, s2.y}, dpv[2] = {d2.x, d2.y};
                 const float l = normaliser[h], d = delta[h];
-                float p[4], ds[4];
+                float p[2], ds[2];
 #pragma unroll
-                for (int k = 0; k < 4; ++k) {
+                for (int k = 0; k < 2; ++k) {
                     p[k] = tile_tokens[e + k] >= 0 && l != INFINITY ? expf(a.scale * sc[k] - l) : 0.0f;
                     ds[k] = a.scale * p[k] * (dpv[k] - d);
                 }
-                *reinterpret_cast<uint2*>(probs + h * kBf16ScorePitch + e) =
-                    make_uint2(pack_bf16(p[0], p[1]), pack_bf16(p[2], p[3]));
-                *reinterpret_cast<uint2*>(grads + h * kBf16ScorePitch + e) =
-                    make_uint2(pack_bf16(ds[0], ds[1]), pack_bf16(ds[2], ds[3]));
+                *reinterpret_cast<uint32_t*>(probs + h * kBf16ScorePitch + e) = pack_bf16(p[0], p[1]);
+                *reinterpret_cast<uint32_t*>(grads + h * kBf16ScorePitch + e) = pack_bf16(ds[0], ds[1]);
             }
             __syncthreads();  // S3: P and dS visible to every warp
 
-            // B: dq += dS.K over the warp's column tiles w, w + 8, ...
+            // B: dq += dS.K over the warp's column tiles w, w + 16, ...
             {
                 uint32_t ds_frag[2][2][4];  // [head tile][entry step]
 #pragma unroll
                 for (int m = 0; m < 2; ++m)
 #pragma unroll
                     for (int s = 0; s < 2; ++s)
-                        ldmatrix_x4(ds_frag[m][s],
-                                    shared_address(grads + (16 * m + (lane & 7) + 8 * ((lane >> 3) & 1)) * kBf16ScorePitch +
-                                                   16 * s + 8 * (lane >> 4)));
+                        load_matrix_x4(shared_address(grads + (16 * m + (lane & 7) + 8 * ((lane >> 3) & 1)) * kBf16ScorePitch +
+                                                      16 * s + 8 * (lane >> 4)),
+                                       ds_frag[m][s]);
 #pragma unroll
                 for (int i = 0; i < kBf16ColumnTiles; ++i) {
                     const int column_tile = warp + kBf16Warps * i;
                     if (column_tile >= column_tiles) continue;
                     uint32_t kf[4];  // b0, b1 of entries [0, 16), then of [16, 32)
-                    ldmatrix_x4_trans(kf, shared_address(kv_tile + lane * qp + 8 * column_tile));
+                    load_matrix_x4_transposed(shared_address(kv_tile + lane * qp + 8 * column_tile), kf);
 #pragma unroll
                     for (int m = 0; m < 2; ++m) {
                         mma_16x8x16(dq[m][i], ds_frag[m][0], kf[0], kf[1]);
@@ -417,8 +387,8 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                     for (int s = 0; s < 2; ++s) {
                         const int at = (16 * s + (lane & 7) + 8 * (lane >> 4)) * kBf16ScorePitch + 16 * m +
                                        8 * ((lane >> 3) & 1);
-                        ldmatrix_x4_trans(ds_t[m][s], shared_address(grads + at));
-                        ldmatrix_x4_trans(p_t[m][s], shared_address(probs + at));
+                        load_matrix_x4_transposed(shared_address(grads + at), ds_t[m][s]);
+                        load_matrix_x4_transposed(shared_address(probs + at), p_t[m][s]);
                     }
                 const int odd = t & 1;
 #pragma unroll
@@ -428,7 +398,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                     const int column = 8 * column_tile;
                     float part[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
                     uint32_t qf[4];  // b0, b1 of heads [0, 16), then of [16, 32)
-                    ldmatrix_x4_trans(qf, shared_address(q_tile + lane * qp + column));
+                    load_matrix_x4_transposed(shared_address(q_tile + lane * qp + column), qf);
 #pragma unroll
                     for (int m = 0; m < 2; ++m) {
                         mma_16x8x16(part[m], ds_t[m][0], qf[0], qf[1]);
@@ -436,7 +406,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                     }
                     if (column < d_v) {
                         uint32_t vf[4];
-                        ldmatrix_x4_trans(vf, shared_address(dout_tile + lane * vp + column));
+                        load_matrix_x4_transposed(shared_address(dout_tile + lane * vp + column), vf);
 #pragma unroll
                         for (int m = 0; m < 2; ++m) {
                             mma_16x8x16(part[m], p_t[m][0], vf[0], vf[1]);
@@ -497,7 +467,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
                 }
         }
     }
-    copy_async_wait_all();
+    copy_async_wait<0>();
     __syncthreads();  // the flags' writers are done
     if (a.row_contributes != nullptr && tid == 0) a.row_contributes[row] = flags[0] && flags[1];
 #endif
