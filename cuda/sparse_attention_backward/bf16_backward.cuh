@@ -109,33 +109,6 @@ __host__ __device__ inline bool bf16_widths_supported(int64_t d_qk, int64_t d_v)
 
 namespace bf16_detail {
 
-// Whether every row (and head) of a bf16 tensor starts 16-byte aligned.
-__device__ __forceinline__ bool rows_aligned(const void* data, int64_t row_stride, int64_t head_stride) {
-    return reinterpret_cast<uintptr_t>(data) % 16 == 0 && row_stride % 8 == 0 && head_stride % 8 == 0;
-}
-
-// `chunks` 16-byte chunks of a bf16 row into shared memory, the warp's lanes taking every 32nd
-// chunk: cp.async when `vector` (the row 16-byte aligned), else 2-byte loads; zeros when
-// `source` is NULL (nothing read).
-__device__ __forceinline__ void copy_row(uint16_t* target, const uint16_t* source, int chunks, bool vector,
-                                         int lane) {
-    for (int c = lane; c < chunks; c += 32) {
-        uint16_t* to = target + 8 * c;
-        if (source == nullptr) {
-            *reinterpret_cast<uint4*>(to) = make_uint4(0u, 0u, 0u, 0u);
-        } else if (vector) {
-            copy_async_16(shared_address(to), source + 8 * c, 16);
-        } else {
-            const uint16_t* from = source + 8 * c;
-            uint32_t words[4];
-#pragma unroll
-            for (int k = 0; k < 4; ++k)
-                words[k] = static_cast<uint32_t>(from[2 * k]) | (static_cast<uint32_t>(from[2 * k + 1]) << 16);
-            *reinterpret_cast<uint4*>(to) = make_uint4(words[0], words[1], words[2], words[3]);
-        }
-    }
-}
-
 // dkv[p .. p + 3] += v: one vector reduction on sm_90 when p is 16-byte aligned, else four f32
 // atomics.
 __device__ __forceinline__ void add_four(float* p, float4 v, bool vector) {
