@@ -3,7 +3,11 @@
 // the maxima of |index_q| and |weights|; pass 1 (row statistics), the count of active rows and
 // coeff / N_active (and d_index_k's scale), pass 2 (KL and gradients), d_index_k from its
 // reduction, and the loss (row_loss and the f64 total over active rows in a fixed order).
-// Scratch (O(T * H_q) floats, 12 * S * D_I bytes with d_index_k) is stream-ordered.
+// A rebuilt teacher in bf16 with d % 8 == 0 on sm_80+ (when its tiles fit in shared memory) is
+// precomputed by teacher.cuh's kernels: its statistics before pass 1, then per chunk of rows
+// its p into scratch and pass 2 of those rows. Other rebuilt teachers are fused into the passes.
+// Scratch (O(T * H_q) floats, up to kTeacherScratchBytes for p, 12 * S * D_I bytes with
+// d_index_k) is stream-ordered.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -12,6 +16,7 @@
 #include "../../core/stream_buffer.hpp"
 #include "../common/runtime.cuh"
 #include "row_loss.cuh"
+#include "teacher.cuh"
 
 namespace dsa::cuda {
 namespace {
@@ -20,6 +25,8 @@ using namespace distillation;
 
 constexpr int kSumThreads = 256;
 constexpr int64_t kPartAlignment = 256;
+// The precomputed teacher's p scratch at most (a chunk of rows at a time; one row at least).
+constexpr int64_t kTeacherScratchBytes = int64_t{64} << 20;
 
 int64_t align_part(int64_t bytes) { return (bytes + kPartAlignment - 1) / kPartAlignment * kPartAlignment; }
 
@@ -194,7 +201,15 @@ Arguments arguments_of(const IndexerLossProblem& p) {
     while (group_heads % chunk != 0) --chunk;
     a.chunk_heads = chunk;
     a.teacher_scale = p.config.teacher_scale;
+    a.teacher_form = p.has_teacher_probs ? TeacherForm::explicit_probs : TeacherForm::fused;
     return a;
+}
+
+// Whether the teacher kernels can take the rebuilt teacher (else it is fused into the passes).
+bool precomputes_teacher(const IndexerLossProblem& p, const DeviceProperties& device) {
+    return !p.has_teacher_probs && p.teacher_q.dtype == DType::bf16 && p.teacher_k.dtype == DType::bf16 &&
+           p.teacher_dim % 8 == 0 && device.compute_major >= 8 &&
+           teacher_layout(p.teacher_heads / p.teacher_kv_heads, p.teacher_dim).bytes <= device.shared_memory_per_block_optin;
 }
 
 }  // namespace
@@ -204,13 +219,16 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
     DeviceScope scope(context.device_id());
     DSA_TRY(scope.status());
     Arguments a = arguments_of(p);
-    const SharedLayout layout = shared_layout(a.heads, a.dim, a.teacher_dim, !p.has_teacher_probs);
+    const bool precomputed = precomputes_teacher(p, context.properties());
+    if (precomputed) a.teacher_form = TeacherForm::precomputed;
+    const bool fused = a.teacher_form == TeacherForm::fused;
+    const SharedLayout layout = shared_layout(a.heads, a.dim, a.teacher_dim, fused);
     const int smem = layout.floats * static_cast<int>(sizeof(float));
     if (smem > context.properties().shared_memory_per_block_optin)
         return {StatusCode::unsupported,
-                std::string(p.has_teacher_probs ? "index_q" : "index_q / teacher_q") + ": H_I = " +
-                    std::to_string(p.heads) + ", D_I = " + std::to_string(p.dim) +
-                    (p.has_teacher_probs ? "" : ", d = " + std::to_string(p.teacher_dim)) + " need " +
+                std::string(fused ? "index_q / teacher_q" : "index_q") + ": H_I = " + std::to_string(p.heads) +
+                    ", D_I = " + std::to_string(p.dim) + (fused ? ", d = " + std::to_string(p.teacher_dim) : "") +
+                    " need " +
                     std::to_string(smem) + " bytes of shared memory per block; this device offers " +
                     std::to_string(context.properties().shared_memory_per_block_optin)};
     if (p.rows > 0x7fffffff)
@@ -226,13 +244,24 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
     for (const void* kernel : {statistics, gradients})
         DSA_TRY(runtime_status(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem),
                                "cudaFuncSetAttribute(indexer loss)"));
+    const int teacher_smem = precomputed ? teacher_layout(p.teacher_heads / p.teacher_kv_heads, p.teacher_dim).bytes : 0;
+    if (precomputed)
+        for (const void* kernel : {reinterpret_cast<const void*>(teacher_statistics_kernel),
+                                   reinterpret_cast<const void*>(teacher_probability_kernel)})
+            DSA_TRY(runtime_status(
+                cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, teacher_smem),
+                "cudaFuncSetAttribute(indexer loss teacher)"));
 
     // Scratch: student lse, active flag, KL and teacher mass per row; teacher (max, sum) per
-    // (row, head); the factor.
+    // (row, head); the factor; the precomputed teacher's p of a chunk of rows, by entry position.
     const int64_t rows = p.rows;
+    const int64_t p_row = std::max<int64_t>(1, p.config.mode == IndexerLossMode::sparse ? p.topk : p.tokens);
+    const int64_t chunk_rows =
+        precomputed ? std::clamp<int64_t>(kTeacherScratchBytes / (p_row * 4), 1, std::max<int64_t>(rows, 1)) : 0;
     const int64_t lse_at = 0, active_at = lse_at + align_part(rows * 4), kl_at = active_at + align_part(rows * 4),
                   mass_at = kl_at + align_part(rows * 8), stats_at = mass_at + align_part(rows * 8),
-                  factor_at = stats_at + align_part(rows * a.teacher_heads * 8), bytes = factor_at + kPartAlignment;
+                  factor_at = stats_at + align_part(rows * a.teacher_heads * 8), p_at = factor_at + kPartAlignment,
+                  bytes = p_at + align_part(chunk_rows * p_row * 4);
     StreamBuffer scratch;
     DSA_TRY(scratch.allocate(context, bytes, stream));
     // d_index_k's reduction: int64 sums and u32 flags per element, the two maxima, the scale.
@@ -253,6 +282,10 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
     a.teacher_mass = reinterpret_cast<double*>(base + mass_at);
     a.teacher_stats = reinterpret_cast<float2*>(base + stats_at);
     a.factor = reinterpret_cast<float*>(base + factor_at);
+    if (precomputed) {
+        a.teacher_p = reinterpret_cast<float*>(base + p_at);
+        a.teacher_p_row = p_row;
+    }
     if (p.has_d_index_k) {
         uint8_t* dk = static_cast<uint8_t*>(dk_scratch.data());
         a.dk_sum = reinterpret_cast<unsigned long long*>(dk);
@@ -268,7 +301,12 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
             DSA_TRY(launch_status("indexer loss: d_index_k maxima"));
         }
     }
+    // The launches read `a` when queued, so first_row may change between them.
     void* parameters[] = {&a};
+    if (precomputed && rows > 0) {
+        teacher_statistics_kernel<<<static_cast<unsigned>(rows), kTeacherThreads, teacher_smem, stream>>>(a);
+        DSA_TRY(launch_status("indexer loss: teacher statistics"));
+    }
     if (rows > 0) {
         cudaLaunchKernel(statistics, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
                          static_cast<size_t>(smem), stream);
@@ -276,9 +314,15 @@ Status indexer_loss(Context& context, const IndexerLossProblem& p, Stream stream
     }
     active_factor_kernel<<<1, kSumThreads, 0, stream>>>(a, p.config.coeff);
     DSA_TRY(launch_status("indexer loss: active rows"));
-    if (rows > 0) {
-        cudaLaunchKernel(gradients, dim3(static_cast<unsigned>(rows)), dim3(kThreads), parameters,
-                         static_cast<size_t>(smem), stream);
+    const int64_t step = precomputed ? chunk_rows : std::max<int64_t>(rows, 1);
+    for (int64_t first = 0; first < rows; first += step) {
+        const auto count = static_cast<unsigned>(std::min(step, rows - first));
+        a.first_row = first;
+        if (precomputed) {
+            teacher_probability_kernel<<<count, kTeacherThreads, teacher_smem, stream>>>(a);
+            DSA_TRY(launch_status("indexer loss: teacher probabilities"));
+        }
+        cudaLaunchKernel(gradients, dim3(count), dim3(kThreads), parameters, static_cast<size_t>(smem), stream);
         DSA_TRY(launch_status("indexer loss: gradient kernel launch"));
     }
     if (p.has_d_index_k && elements > 0) {

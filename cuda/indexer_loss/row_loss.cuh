@@ -2,11 +2,13 @@
 // DENSE mode, the index positions in SPARSE mode; positions outside the window are masked) in
 // tiles of 16, every score a tensor-core product (cuda/common/tensor_core.cuh):
 //   u = q.k^T (all H_I heads x the tile), I = sum_h w_h ReLU(u) (heads in order);
-//   the rebuilt teacher: z = teacher_q.teacher_k^T per kv head, in MMA tiles of `chunk_heads`
-//   heads of one kv head (never more than one tile of [heads, entries] at a time).
+//   the fused rebuilt teacher: z = teacher_q.teacher_k^T per kv head, in MMA tiles of
+//   `chunk_heads` heads of one kv head (never more than one tile of [heads, entries] at a time).
+//   The precomputed form (bf16 teachers, teacher.cuh) leaves the teacher to its own kernels:
+//   its per-head statistics before pass 1, its p (by entry position) before pass 2.
 // statistics_kernel (pass 1) keeps the running log-sum-exps of the student and of every
-// teacher head (or the explicit teacher's mass) and decides whether the row is active;
-// gradient_kernel (pass 2) rescores each tile, forms p, pi, the row's KL in f64 and
+// teacher head (fused form; or the explicit teacher's mass) and decides whether the row is
+// active; gradient_kernel (pass 2) rescores each tile, forms p, pi, the row's KL in f64 and
 // g = coeff / N_active * (pi - p), then d_w and dq of the row (accumulated in shared memory) and
 // each entry's d_index_k contribution G^T.q, added in 64-bit fixed point (below). Per-row
 // outputs are deterministic, and so is d_index_k: integer addition is associative, so the order
@@ -36,6 +38,10 @@ inline constexpr int kWarps = kThreads / 32;
 // reads (lane pattern row g, column 2t, and its transpose) hit at most two lanes per bank.
 inline constexpr int kScorePitch = kTile + 4;
 
+// Where the teacher's p comes from: the caller's matrix, rebuilt inside the student kernels
+// (score_teacher), or rebuilt beforehand by teacher.cuh's kernels into `teacher_p`.
+enum class TeacherForm { explicit_probs, fused, precomputed };
+
 struct Arguments {
     const void* q;
     int64_t q_row, q_head;
@@ -55,6 +61,11 @@ struct Arguments {
     int64_t teacher_q_row, teacher_q_head;
     const void* teacher_k;
     int64_t teacher_k_row, teacher_k_head;
+    TeacherForm teacher_form;
+    // precomputed: p of rows [first_row, first_row + gridDim.x) by entry position, teacher_p_row
+    // floats a row. Every kernel of a launch takes rows first_row + blockIdx.x.
+    float* teacher_p;
+    int64_t teacher_p_row, first_row;
     float* d_q;  // each gradient NULL when not asked for
     int64_t d_q_row, d_q_head;
     float* d_k;
@@ -83,19 +94,19 @@ struct Arguments {
 
 // Shared memory in floats: q and the dq accumulator (H_I rounded up to 16 rows of `width` =
 // D_I rounded up to 16, `pitch` = width + 4 apart, as kScorePitch), the key tile, u (later G),
-// the teacher key tile (rebuilt teacher), teacher scores of two head tiles, w and d_w, and
+// the teacher key tile (fused teacher), teacher scores of two head tiles, w and d_w, and
 // per-entry values of the tile.
 struct SharedLayout {
     int width, pitch, teacher_width, teacher_pitch, head_rows;
     int q, dq, k, u, teacher_k, z, w, dw, logits, probs, g, tokens, floats;
 };
 
-__host__ __device__ inline SharedLayout shared_layout(int64_t heads, int64_t dim, int64_t teacher_dim, bool rebuilt) {
+__host__ __device__ inline SharedLayout shared_layout(int64_t heads, int64_t dim, int64_t teacher_dim, bool fused_teacher) {
     SharedLayout s;
     s.width = static_cast<int>((dim + 15) / 16 * 16);
     s.pitch = s.width + 4;
-    s.teacher_width = rebuilt ? static_cast<int>((teacher_dim + 15) / 16 * 16) : 0;
-    s.teacher_pitch = rebuilt ? s.teacher_width + 4 : 0;
+    s.teacher_width = fused_teacher ? static_cast<int>((teacher_dim + 15) / 16 * 16) : 0;
+    s.teacher_pitch = fused_teacher ? s.teacher_width + 4 : 0;
     s.head_rows = static_cast<int>((heads + 15) / 16 * 16);
     s.q = 0;
     s.dq = s.q + s.head_rows * s.pitch;
@@ -139,7 +150,7 @@ struct Tiles {
 
 __device__ __forceinline__ Tiles tiles_of(float* smem, const Arguments& a) {
     Tiles t;
-    t.layout = shared_layout(a.heads, a.dim, a.teacher_dim, a.teacher_probs == nullptr);
+    t.layout = shared_layout(a.heads, a.dim, a.teacher_dim, a.teacher_form == TeacherForm::fused);
     const SharedLayout& s = t.layout;
     t.q = smem + s.q, t.dq = smem + s.dq, t.k = smem + s.k, t.u = smem + s.u, t.teacher_k = smem + s.teacher_k;
     t.z = smem + s.z, t.w = smem + s.w, t.dw = smem + s.dw, t.logits = smem + s.logits, t.probs = smem + s.probs;
@@ -260,10 +271,10 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
     __shared__ double mass;
     __shared__ int valid, negative, finite;
     const Tiles t = tiles_of(smem, a);
-    const int64_t row = blockIdx.x;
+    const int64_t row = a.first_row + blockIdx.x;
     const int tid = threadIdx.x;
     const RowEntries e = row_entries(a, row);
-    const bool rebuilt = a.teacher_probs == nullptr;
+    const bool rebuilt = a.teacher_form != TeacherForm::explicit_probs, fused = a.teacher_form == TeacherForm::fused;
     load_row(a, row, t);
     if (tid == 0) {
         student = make_float2(-INFINITY, 0.0f);
@@ -271,7 +282,7 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
         valid = negative = 0;
         finite = 1;
     }
-    if (rebuilt)
+    if (fused)
         for (int64_t h = tid; h < a.teacher_heads; h += kThreads)
             a.teacher_stats[row * a.teacher_heads + h] = make_float2(-INFINITY, 0.0f);
     __syncthreads();
@@ -290,7 +301,7 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
                 mass += value;
             }
         }
-        if (rebuilt)
+        if (fused)
             score_teacher<Split>(a, row, t, [&](int64_t first_head, int tiles) {
                 if (tid >= 16 * tiles || tid % 16 >= a.chunk_heads) return;
                 float2* stats = a.teacher_stats + row * a.teacher_heads + first_head + tid / 16 * a.chunk_heads + tid % 16;
@@ -335,11 +346,11 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
     extern __shared__ __align__(16) float smem[];
     __shared__ double kl;
     const Tiles t = tiles_of(smem, a);
-    const int64_t row = blockIdx.x;
+    const int64_t row = a.first_row + blockIdx.x;
     const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width, pitch = t.layout.pitch;
     const int head_rows = t.layout.head_rows;
     const RowEntries e = row_entries(a, row);
-    const bool rebuilt = a.teacher_probs == nullptr;
+    const TeacherForm form = a.teacher_form;
     const bool active = a.active[row] != 0;
     const float factor = *a.factor, student_lse = a.student_lse[row];
     const double dk_scale = a.d_k != nullptr ? a.dk_scale[0] : 0.0;
@@ -350,12 +361,15 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
         score_student<Split>(a, row, e, first, t);
         if (tid < kTile) {
             const int32_t token = t.tokens[tid];
-            t.probs[tid] = rebuilt || token < 0 ? 0.0f
-                                                : static_cast<float>(a.teacher_probs[row * a.probs_row + token] /
-                                                                     a.teacher_mass[row]);
+            float p = 0.0f;
+            if (token >= 0 && form == TeacherForm::explicit_probs)
+                p = static_cast<float>(a.teacher_probs[row * a.probs_row + token] / a.teacher_mass[row]);
+            else if (token >= 0 && form == TeacherForm::precomputed)
+                p = a.teacher_p[(row - a.first_row) * a.teacher_p_row + first + tid];
+            t.probs[tid] = p;
         }
         __syncthreads();
-        if (rebuilt) {
+        if (form == TeacherForm::fused) {
             score_teacher<Split>(a, row, t, [&](int64_t first_head, int tiles) {
                 if (tid >= kTile || t.tokens[tid] < 0) return;
                 float sum = t.probs[tid];

@@ -411,10 +411,15 @@ std::vector<float> on_grid(std::vector<float> values, float steps) {
 
 TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQA and MQA teachers, f32 and bf16") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
+    // A rebuilt teacher runs fused into the student kernels in f32 (and in bf16 with d % 8 != 0),
+    // on the teacher kernels (teacher.cuh) in bf16 otherwise.
     const distill::Shape shapes[] = {
         {23, 40, 5, 24, 6, 2, 40, 30},       // GQA teacher, 3 heads per kv head (head tiles of 3)
         {37, 100, 64, 128, 20, 0, 72, 50},   // DeepSeek's indexer widths, MQA teacher (tiles of 10)
         {70, 300, 16, 64, 32, 1, 128, 200},  // rank-3 teacher_k with one kv head (tiles of 16)
+        {30, 70, 4, 16, 4, 2, 20, 25},       // d = 20: the bf16 teacher stays fused too
+        {20, 90, 8, 32, 136, 0, 64, 40},     // 136 heads of one kv head: teacher blocks of 128 and 8
+        {6, 300, 64, 128, 128, 0, 576, 260}, // DeepSeek's widths throughout (H_q 128, d 576)
     };
     uint32_t seed = 300;
     for (const distill::Shape& shape : shapes)
@@ -445,43 +450,62 @@ TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQ
                 }
 }
 
+TEST_CASE("CUDA indexer_loss: a bf16 teacher over several chunks of rows matches the CPU") {
+    Context gpu(0, DSA_DEVICE_CUDA, 0);
+    // DENSE over 16384 tokens: launch.cu's 64 MiB of teacher p scratch holds 1024 such rows, so
+    // these 1030 take two chunks (the second of 6 rows).
+    distill::Case c = distill::make_case(DSA_INDEXER_LOSS_DENSE, false, {1030, 16384, 2, 16, 4, 2, 8}, 77, DSA_DTYPE_BF16);
+    const distill::Outputs want = distill::run_library(c);
+    distill::Outputs got(c);
+    REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
+    check_close(got.row_loss, widened(want.row_loss), 1e-3, "row_loss");
+    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
+    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+    check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+}
+
 TEST_CASE("CUDA indexer_loss honours strides: the contiguous results, padding untouched") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
-    distill::Case c = distill::make_case(DSA_INDEXER_LOSS_SPARSE, false, {23, 60, 8, 40, 6, 3, 24, 30}, 41);
-    distill::Outputs want(c);
-    REQUIRE_MESSAGE(call_cuda(gpu, c, want) == DSA_STATUS_SUCCESS, dsa_last_error_message());
-    distill::Outputs o(c);
-    const int64_t heads = c.heads, dim = c.dim, d = c.teacher_dim;
-    const Restrided q(c.q_tensor(), {heads * (dim + 4), dim + 4, 1}, 0), k(c.k_tensor(), {dim + 8, 1}, 0),
-        w(c.w_tensor(), {1, c.rows}, 0), ks(c.ks_tensor(), {2}, 0), ke(c.ke_tensor(), {3}, 0),
-        indices(c.indices_tensor(), {c.topk + 5, 1}, 0),
-        tq(c.teacher_q_tensor(), {c.teacher_heads * (d + 4), d + 4, 1}, 0),
-        tk(c.teacher_k_tensor(), {c.teacher_kv_heads * (d + 8), d + 8, 1}, 0);
-    Restrided row_loss(view(o.row_loss.data(), {c.rows}, DSA_DTYPE_F32), {2}, 0xff),
-        dq(view(o.d_index_q.data(), {c.rows, heads, dim}, DSA_DTYPE_F32), {heads * (dim + 4), dim + 4, 1}, 0xff),
-        dk(view(o.d_index_k.data(), {c.tokens, dim}, DSA_DTYPE_F32), {dim + 4, 1}, 0xff),
-        dw(view(o.d_weights.data(), {c.rows, heads}, DSA_DTYPE_F32), {heads + 3, 1}, 0xff);
-    {
-        Mirror m;
-        const dsa_indexer_loss_params_t params = c.params();
-        const dsa_tensor_t q_d = m.input(q.tensor), k_d = m.input(k.tensor), w_d = m.input(w.tensor),
-                           ks_d = m.input(ks.tensor), ke_d = m.input(ke.tensor), indices_d = m.input(indices.tensor),
-                           tq_d = m.input(tq.tensor), tk_d = m.input(tk.tensor),
-                           loss_d = m.output(view(&o.loss, {}, DSA_DTYPE_F32)), row_loss_d = m.output(row_loss.tensor),
-                           dq_d = m.output(dq.tensor), dk_d = m.output(dk.tensor), dw_d = m.output(dw.tensor);
-        REQUIRE_MESSAGE(dsa_indexer_loss(gpu, &params, &q_d, &k_d, &w_d, &ks_d, &ke_d, &indices_d, &tq_d, &tk_d,
-                                         nullptr, &loss_d, &row_loss_d, &dq_d, &dk_d, &dw_d,
-                                         nullptr) == DSA_STATUS_SUCCESS,
-                        dsa_last_error_message());
-        m.download();
+    // bf16: the teacher kernels gather the padded rows (not 16-byte aligned) with 2-byte loads.
+    for (dsa_dtype_t dtype : {DSA_DTYPE_F32, DSA_DTYPE_BF16}) {
+        CAPTURE(dtype);
+        distill::Case c = distill::make_case(DSA_INDEXER_LOSS_SPARSE, false, {23, 60, 8, 40, 6, 3, 24, 30}, 41, dtype);
+        distill::Outputs want(c);
+        REQUIRE_MESSAGE(call_cuda(gpu, c, want) == DSA_STATUS_SUCCESS, dsa_last_error_message());
+        distill::Outputs o(c);
+        const int64_t heads = c.heads, dim = c.dim, d = c.teacher_dim;
+        const Restrided q(c.q_tensor(), {heads * (dim + 4), dim + 4, 1}, 0), k(c.k_tensor(), {dim + 8, 1}, 0),
+            w(c.w_tensor(), {1, c.rows}, 0), ks(c.ks_tensor(), {2}, 0), ke(c.ke_tensor(), {3}, 0),
+            indices(c.indices_tensor(), {c.topk + 5, 1}, 0),
+            tq(c.teacher_q_tensor(), {c.teacher_heads * (d + 4), d + 4, 1}, 0),
+            tk(c.teacher_k_tensor(), {c.teacher_kv_heads * (d + 8), d + 8, 1}, 0);
+        Restrided row_loss(view(o.row_loss.data(), {c.rows}, DSA_DTYPE_F32), {2}, 0xff),
+            dq(view(o.d_index_q.data(), {c.rows, heads, dim}, DSA_DTYPE_F32), {heads * (dim + 4), dim + 4, 1}, 0xff),
+            dk(view(o.d_index_k.data(), {c.tokens, dim}, DSA_DTYPE_F32), {dim + 4, 1}, 0xff),
+            dw(view(o.d_weights.data(), {c.rows, heads}, DSA_DTYPE_F32), {heads + 3, 1}, 0xff);
+        {
+            Mirror m;
+            const dsa_indexer_loss_params_t params = c.params();
+            const dsa_tensor_t q_d = m.input(q.tensor), k_d = m.input(k.tensor), w_d = m.input(w.tensor),
+                               ks_d = m.input(ks.tensor), ke_d = m.input(ke.tensor), indices_d = m.input(indices.tensor),
+                               tq_d = m.input(tq.tensor), tk_d = m.input(tk.tensor),
+                               loss_d = m.output(view(&o.loss, {}, DSA_DTYPE_F32)), row_loss_d = m.output(row_loss.tensor),
+                               dq_d = m.output(dq.tensor), dk_d = m.output(dk.tensor), dw_d = m.output(dw.tensor);
+            REQUIRE_MESSAGE(dsa_indexer_loss(gpu, &params, &q_d, &k_d, &w_d, &ks_d, &ke_d, &indices_d, &tq_d, &tk_d,
+                                             nullptr, &loss_d, &row_loss_d, &dq_d, &dk_d, &dw_d,
+                                             nullptr) == DSA_STATUS_SUCCESS,
+                            dsa_last_error_message());
+            m.download();
+        }
+        // Every output is bitwise the contiguous one (d_index_k's fixed-point sum is order-free).
+        CHECK(std::memcmp(&o.loss, &want.loss, sizeof(float)) == 0);
+        CHECK(same_floats(row_loss.contiguous<float>(), want.row_loss));
+        CHECK(same_floats(dq.contiguous<float>(), want.d_index_q));
+        CHECK(same_floats(dw.contiguous<float>(), want.d_weights));
+        CHECK(same_floats(dk.contiguous<float>(), want.d_index_k));
+        for (const Restrided* output : {&row_loss, &dq, &dk, &dw}) CHECK(padding_untouched(*output));
     }
-    // Every output is bitwise the contiguous one (d_index_k's fixed-point sum is order-free).
-    CHECK(std::memcmp(&o.loss, &want.loss, sizeof(float)) == 0);
-    CHECK(same_floats(row_loss.contiguous<float>(), want.row_loss));
-    CHECK(same_floats(dq.contiguous<float>(), want.d_index_q));
-    CHECK(same_floats(dw.contiguous<float>(), want.d_weights));
-    CHECK(same_floats(dk.contiguous<float>(), want.d_index_k));
-    for (const Restrided* output : {&row_loss, &dq, &dk, &dw}) CHECK(padding_untouched(*output));
 }
 
 TEST_CASE("CUDA indexer_loss: d_index_k is bitwise identical across runs and streams (many rows per token)") {
