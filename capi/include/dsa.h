@@ -775,16 +775,16 @@ DSA_API dsa_status_t dsa_indexer_loss_params_init(dsa_indexer_loss_params_t* par
  *  column c of every token of row t's set, and in the token's other columns when another head's
  *  score with it is > 0. For an infinite one, column c of those tokens is non-finite on both (NaN
  *  on CUDA; +-Inf or NaN on the CPU) and their other columns may be NaN on CUDA where the CPU's
- *  are finite. Tokens in no set of such a row stay finite. A bf16 teacher_q / teacher_k with d %
- *  8 == 0 whose tiles fit in shared memory (2 * (min(128, H_q / H_kv rounded up to 16) + 64) *
- *  (d rounded up to 16, + 8) + 1,280 bytes: H_q 128, d 576 needs 225,536) is rebuilt
- *  by kernels of its own, p written to scratch by entry position for chunks of rows (at most
- * *  64 MiB at a time); other teachers are rebuilt inside the student's kernels, about 15x
- *  slower. The call allocates stream-ordered device scratch (cudaMallocAsync) of about 24 * T +
- *  8 * T * H_q bytes, plus that p scratch (min(64 MiB, 4 * T * entries per row)), plus
- *  12 * S * D_I bytes with d_index_k (if that allocation fails: DSA_STATUS_OUT_OF_MEMORY naming
- *  d_index_k, outputs untouched). Shapes whose per-row tiles exceed the device's shared memory
- *  (about 4 * (2 * H_I + 16) * D_I bytes, + 64 * d when the teacher is rebuilt inside the
+ *  are finite. Tokens in no set of such a row stay finite. A bf16 teacher_q / teacher_k with
+ *  d % 8 == 0 whose tiles fit in shared memory (2 * (min(128, H_q / H_kv rounded up to 16) + 64) *
+ *  (d rounded up to 16, + 8) + 1,280 bytes: H_q 128, d 576 needs 225,536) is rebuilt by kernels of
+ *  its own, p written to scratch by entry position for chunks of rows (at most 64 MiB at a time);
+ *  other teachers are rebuilt inside the student's kernels, about 15x slower. The call allocates
+ *  stream-ordered device scratch (cudaMallocAsync) of about 24 * T + 8 * T * H_q bytes, plus that
+ *  p scratch (4 bytes per entry slot of a chunk's rows: S slots a row in DENSE mode, k in SPARSE),
+ *  plus 12 * S * D_I bytes with d_index_k (if that allocation fails: DSA_STATUS_OUT_OF_MEMORY
+ *  naming d_index_k, outputs untouched). Shapes whose per-row tiles exceed the device's shared
+ *  memory (about 4 * (2 * H_I + 16) * D_I bytes, + 64 * d when the teacher is rebuilt inside the
  *  student's kernels, rounded up to 16) return DSA_STATUS_UNSUPPORTED.
  *  Returns DSA_STATUS_INVALID_ARGUMENT (NULL context or required tensor, bad params: unknown
  *  mode, coeff not finite, teacher_scale 0 or not finite with teacher_q, bad struct_size;
