@@ -63,7 +63,7 @@ struct Arguments {
     int64_t teacher_k_row, teacher_k_head;
     TeacherForm teacher_form;
     // precomputed: p of rows [first_row, first_row + gridDim.x) by entry position, teacher_p_row
-    // floats a row. Every kernel of a launch takes rows first_row + blockIdx.x.
+    // floats a row. The row kernels of a launch take rows [first_row, first_row + gridDim.x).
     float* teacher_p;
     int64_t teacher_p_row, first_row;
     float* d_q;  // each gradient NULL when not asked for
@@ -122,6 +122,12 @@ __host__ __device__ inline SharedLayout shared_layout(int64_t heads, int64_t dim
     s.tokens = s.g + kTile;
     s.floats = s.tokens + kTile;
     return s;
+}
+
+// The CTA's row among the launch's: last rows first, as causal windows grow with the row, so
+// the longest rows do not form the grid's tail.
+__device__ __forceinline__ int64_t launch_row(const Arguments& a) {
+    return a.first_row + (static_cast<int64_t>(gridDim.x) - 1 - blockIdx.x);
 }
 
 // A row's entry positions [0, count) and their tokens (-1: masked).
@@ -271,7 +277,7 @@ __global__ void __launch_bounds__(kThreads) statistics_kernel(const __grid_const
     __shared__ double mass;
     __shared__ int valid, negative, finite;
     const Tiles t = tiles_of(smem, a);
-    const int64_t row = a.first_row + blockIdx.x;
+    const int64_t row = launch_row(a);
     const int tid = threadIdx.x;
     const RowEntries e = row_entries(a, row);
     const bool rebuilt = a.teacher_form != TeacherForm::explicit_probs, fused = a.teacher_form == TeacherForm::fused;
@@ -346,7 +352,7 @@ __global__ void __launch_bounds__(kThreads) gradient_kernel(const __grid_constan
     extern __shared__ __align__(16) float smem[];
     __shared__ double kl;
     const Tiles t = tiles_of(smem, a);
-    const int64_t row = a.first_row + blockIdx.x;
+    const int64_t row = launch_row(a);
     const int tid = threadIdx.x, warp = tid / 32, width = t.layout.width, pitch = t.layout.pitch;
     const int head_rows = t.layout.head_rows;
     const RowEntries e = row_entries(a, row);

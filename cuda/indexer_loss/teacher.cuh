@@ -190,12 +190,6 @@ __device__ __forceinline__ void for_each_score_tile(const Arguments& a, int64_t 
     copy_async_wait<0>();
 }
 
-// The CTA's row: the longest rows (the causal end of a window) start first, so they do not
-// form the grid's tail.
-__device__ __forceinline__ int64_t teacher_row(const Arguments& a) {
-    return a.first_row + (static_cast<int64_t>(gridDim.x) - 1 - blockIdx.x);
-}
-
 }  // namespace teacher_detail
 
 __global__ void __launch_bounds__(kTeacherThreads, 1) teacher_statistics_kernel(const __grid_constant__ Arguments a) {
@@ -204,7 +198,7 @@ __global__ void __launch_bounds__(kTeacherThreads, 1) teacher_statistics_kernel(
 #else
     using namespace teacher_detail;
     extern __shared__ __align__(16) unsigned char shared[];
-    const int64_t row = teacher_row(a);
+    const int64_t row = launch_row(a);
     const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
     float max[2], sum[2];  // heads 16 warp + lane / 4 + 8 r, this lane's columns
     for_each_score_tile(
@@ -251,7 +245,7 @@ __global__ void __launch_bounds__(kTeacherThreads, 1) teacher_probability_kernel
 #else
     using namespace teacher_detail;
     extern __shared__ __align__(16) unsigned char shared[];
-    const int64_t row = teacher_row(a);
+    const int64_t row = launch_row(a);
     if (a.active[row] == 0) return;  // the gradient kernel reads no teacher for inactive rows
     const TeacherLayout layout = teacher_layout(a.teacher_heads / a.teacher_kv_heads, a.teacher_dim);
     float* const partials = reinterpret_cast<float*>(shared + layout.partials);  // [warp][entry]
