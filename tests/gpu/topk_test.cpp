@@ -66,14 +66,14 @@ std::vector<int32_t> row_sets(std::vector<int32_t> indices, int64_t k) {
     return indices;
 }
 
-}  // namespace
-
-TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders") {
+// Every pattern x size x k x order; rows of more than 4099 tokens come `long_rows` at a time.
+void check_pattern_matrix(std::initializer_list<int64_t> sizes, std::initializer_list<int32_t> ks, int64_t rows_short,
+                          int64_t long_rows) {
     for (Pattern pattern : {Pattern::uniform, Pattern::plateau, Pattern::few_levels, Pattern::with_nan})
-        for (int64_t n : {1, 7, 1000, 4099, 70000})
-            for (int32_t k : {1, 5, 512, 2048})
+        for (int64_t n : sizes)
+            for (int32_t k : ks)
                 for (dsa_topk_order_t order : {DSA_TOPK_ORDER_UNSPECIFIED, DSA_TOPK_ORDER_SCORE, DSA_TOPK_ORDER_INDEX}) {
-                    const int64_t rows = n > 4099 ? 6 : 24;
+                    const int64_t rows = n > 4099 ? long_rows : rows_short;
                     CAPTURE(static_cast<int>(pattern)); CAPTURE(n); CAPTURE(k); CAPTURE(order);
                     const std::vector<float> scores = scores_for(pattern, rows * n, static_cast<uint32_t>(n + k));
                     const auto [cpu, gpu] = both(scores, rows, n, topk_params(k, order), nullptr, nullptr, nullptr, 0);
@@ -82,6 +82,18 @@ TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders") {
                     else
                         CHECK(cpu == gpu);
                 }
+}
+
+}  // namespace
+
+// Cases marked "full size" have a twin at sanitizer size over the same kernels and branches:
+// compute-sanitizer's racecheck does not finish the full ones in 400 s (bench/run_gpu.sh).
+TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders (full size)") {
+    check_pattern_matrix({1, 7, 1000, 4099, 70000}, {1, 5, 512, 2048}, 24, 6);
+}
+
+TEST_CASE("CUDA topk selects the CPU's set: patterns x sizes x k x orders (sanitizer size)") {
+    check_pattern_matrix({1, 7, 4099, 70000}, {5, 2048}, 4, 1);
 }
 
 TEST_CASE("CUDA topk: ragged and clamped windows, hybrid sink/local, block-table translation") {
@@ -133,13 +145,19 @@ void check_cluster_rows(int64_t n, const std::vector<int32_t>& starts, const std
 
 }  // namespace
 
-TEST_CASE("CUDA topk: long rows split over a cluster of blocks (and too long for one) select the CPU's set") {
+TEST_CASE("CUDA topk: long rows split over a cluster of blocks (and too long for one) select the CPU's set (full size)") {
     // 131072 and 262143 tokens: 16 blocks of 8K / 16K keys; 600000: 16 blocks of 37500 keys;
     // 1100000: chunks beyond shared memory, one block per row. Plateaus put ties at the
     // threshold in every block, so their index-order ranking crosses block boundaries.
     for (int64_t n : {131072, 262143, 600000, 1100000})
         check_cluster_rows(n, {0, 5000, 17}, {static_cast<int32_t>(n), static_cast<int32_t>(n - 3), 9000}, 2048,
                            static_cast<uint32_t>(n % 1000 + 3));
+}
+
+TEST_CASE("CUDA topk: long rows split over a cluster of blocks (and too long for one) select the CPU's set (sanitizer size)") {
+    // One row each: 16 blocks of 8K keys, and chunks beyond shared memory.
+    for (int64_t n : {131072, 1100000})
+        check_cluster_rows(n, {5000}, {static_cast<int32_t>(n - 3)}, 2048, static_cast<uint32_t>(n % 1000 + 3));
 }
 
 TEST_CASE("CUDA topk: short rows over small clusters select the CPU's set") {
@@ -150,8 +168,11 @@ TEST_CASE("CUDA topk: short rows over small clusters select the CPU's set") {
                            static_cast<uint32_t>(n + 7));
 }
 
-TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical") {
-    const int64_t rows = 70000, n = 40;
+namespace {
+
+// Two runs over `rows` rows of 40 tokens with k 48 (> N) in score order.
+void check_rows_repeat(int64_t rows) {
+    const int64_t n = 40;
     const std::vector<float> scores = scores_for(Pattern::few_levels, rows * n, 9);
     const dsa_topk_params_t params = topk_params(48, DSA_TOPK_ORDER_SCORE);
     auto [cpu, gpu] = both(scores, rows, n, params, nullptr, nullptr, nullptr, 0);
@@ -159,6 +180,12 @@ TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical") 
     auto [cpu_again, gpu_again] = both(scores, rows, n, params, nullptr, nullptr, nullptr, 0);
     CHECK(gpu_again == gpu);
 }
+
+}  // namespace
+
+TEST_CASE("CUDA topk: more than 65535 rows, k > N, runs are bitwise identical (full size)") { check_rows_repeat(70000); }
+
+TEST_CASE("CUDA topk: many rows, k > N, runs are bitwise identical (sanitizer size)") { check_rows_repeat(700); }
 
 TEST_CASE("CUDA topk: score order beyond the shared-memory sort is refused with a message") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
