@@ -409,6 +409,15 @@ std::vector<float> on_grid(std::vector<float> values, float steps) {
     return values;
 }
 
+// Every output within 1e-3 of the CPU's (relative to its largest magnitude).
+void check_matches_cpu(const distill::Outputs& got, const distill::Outputs& want) {
+    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
+    check_close(got.row_loss, widened(want.row_loss), 1e-3, "row_loss");
+    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
+    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
+    check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+}
+
 TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQA and MQA teachers, f32 and bf16") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
     // A rebuilt teacher runs fused into the student kernels in f32 (and in bf16 with d % 8 != 0),
@@ -441,11 +450,7 @@ TEST_CASE("CUDA indexer_loss matches the CPU: both modes, both teacher forms, GQ
                     REQUIRE(!std::isnan(got.loss));
                     for (const auto* values : {&got.row_loss, &got.d_index_q, &got.d_index_k, &got.d_weights})
                         REQUIRE(!any_nan(*values));
-                    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
-                    check_close(got.row_loss, widened(want.row_loss), 1e-3, "row_loss");
-                    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
-                    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
-                    check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+                    check_matches_cpu(got, want);
                     for (int64_t t = 1; t < c.rows; t += 5) CHECK(got.row_loss[t] == 0.0f);  // empty windows
                 }
 }
@@ -458,11 +463,7 @@ TEST_CASE("CUDA indexer_loss: a bf16 teacher over several chunks of rows matches
     const distill::Outputs want = distill::run_library(c);
     distill::Outputs got(c);
     REQUIRE_MESSAGE(call_cuda(gpu, c, got) == DSA_STATUS_SUCCESS, dsa_last_error_message());
-    CHECK(std::fabs(got.loss - want.loss) <= 1e-3 * std::max(1.0f, std::fabs(want.loss)));
-    check_close(got.row_loss, widened(want.row_loss), 1e-3, "row_loss");
-    check_close(got.d_index_q, widened(want.d_index_q), 1e-3, "d_index_q");
-    check_close(got.d_index_k, widened(want.d_index_k), 1e-3, "d_index_k");
-    check_close(got.d_weights, widened(want.d_weights), 1e-3, "d_weights");
+    check_matches_cpu(got, want);
 }
 
 TEST_CASE("CUDA indexer_loss honours strides: the contiguous results, padding untouched") {
