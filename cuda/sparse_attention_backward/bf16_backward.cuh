@@ -3,9 +3,12 @@
 // row_backward_kernel (row_backward.cuh), which serves everything else.
 //
 // Design (why it is several times faster than the f32-staged row kernel):
-// - One query row per CTA of 16 warps (four a scheduler: the kernel is latency-bound, and 8
-//   warps left 68% of cycles without an eligible warp); heads in tiles of 32 (two m16 tiles), the
-//   row's index positions in tiles of 32 entries. Fewer, larger head groups than the row kernel's 16 mean
+// - CTAs of 16 warps (four a scheduler: the kernel is latency-bound, and 8 warps left 68% of
+//   cycles without an eligible warp); heads in groups of 32 (two m16 tiles), the row's index
+//   positions in tiles of 32 entries. FAST gives every (row, head group) a CTA of its own (the
+//   groups share nothing but the atomically added dkv; a row per CTA left the last wave of
+//   4096 rows on 132 SMs with 4 rows); DETERMINISTIC gives a CTA a whole row, its groups in
+//   turn (its panel slots are added to in group order by one thread, below). Fewer, larger head groups than the row kernel's 16 mean
 //   fewer KV gathers and, above all, fewer dkv scatters: every (row, entry, column) is added once
 //   per head group, so 128 heads cost 4 adds per (row, entry, column) instead of the row
 //   kernel's 8 (a 64-head tile would need 72 dq registers per thread of 16 warps, past the 128
@@ -76,11 +79,11 @@ inline constexpr int kBf16PartialPitch = kBf16Entries + 8;                // f32
 
 // Shared memory of the bf16 kernel, in bytes: Q (32 x d_qk), dOut (32 x d_v), two KV tiles
 // (32 x d_qk), P and dS (32 x 32 bf16), the partial S and dP of each k-quarter (32 x 32 f32 each), L and
-// D per head, the two KV tiles' tokens, two flags. Pitches in elements; every part starts
+// D per head, the two KV tiles' tokens, a flag. Pitches in elements; every part starts
 // 16-byte aligned. d_qk = 576, d_v = 512: 192,016 bytes.
 struct Bf16Layout {
     int q_pitch, v_pitch;
-    int q, dout, kv, probs, grads, partials, normaliser, delta, tokens, flags, bytes;
+    int q, dout, kv, probs, grads, partials, normaliser, delta, tokens, any_valid, bytes;
 };
 
 __host__ __device__ inline Bf16Layout bf16_layout(int64_t d_qk, int64_t d_v) {
@@ -96,8 +99,8 @@ __host__ __device__ inline Bf16Layout bf16_layout(int64_t d_qk, int64_t d_v) {
     s.normaliser = s.partials + kBf16PartialSlots * kBf16Heads * kBf16PartialPitch * 4;
     s.delta = s.normaliser + kBf16Heads * 4;
     s.tokens = s.delta + kBf16Heads * 4;
-    s.flags = s.tokens + 2 * kBf16Entries * 4;
-    s.bytes = s.flags + 16;
+    s.any_valid = s.tokens + 2 * kBf16Entries * 4;
+    s.bytes = s.any_valid + 16;
     return s;
 }
 
@@ -159,11 +162,12 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
     float* const normaliser = reinterpret_cast<float*>(shared + layout.normaliser);
     float* const delta = reinterpret_cast<float*>(shared + layout.delta);
     int32_t* const tokens = reinterpret_cast<int32_t*>(shared + layout.tokens);  // two tiles'
-    int32_t* const flags = reinterpret_cast<int32_t*>(shared + layout.flags);    // any valid entry, any finite L
+    int32_t* const any_valid = reinterpret_cast<int32_t*>(shared + layout.any_valid);
 
     const int tid = static_cast<int>(threadIdx.x), warp = tid / 32, lane = tid % 32;
     const int g = lane / 4, t = lane % 4;
-    const int64_t row = a.first_row + blockIdx.x;
+    const int split = a.ctas_per_row, part = static_cast<int>(blockIdx.x % split);
+    const int64_t row = a.first_row + blockIdx.x / split;
     const int64_t counted = counted_positions(a, row);
     const int64_t entry_base = (row - a.first_row) * a.topk;
     const int d_qk = static_cast<int>(a.d_qk), d_v = static_cast<int>(a.d_v);
@@ -195,15 +199,15 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
             const int32_t token = upcoming[i];
             if (lane == 0) {
                 tokens[buffer * kBf16Entries + r] = token;
-                if (token >= 0) flags[0] = 1;
+                if (token >= 0) *any_valid = 1;
             }
             copy_row(kv_tile + r * qp, token >= 0 ? kv_data + token * a.kv_row : nullptr, d_qk / 8, kv_vector, lane);
         }
     };
 
-    if (tid < 2) flags[tid] = 0;
+    if (tid == 0) *any_valid = 0;
 
-    for (int64_t first_head = 0; first_head < a.heads; first_head += kBf16Heads) {
+    for (int64_t first_head = part * kBf16Heads; first_head < a.heads; first_head += split * kBf16Heads) {
         copy_async_wait<0>();  // nothing is in flight here; kept so that no copy can outlive a group
         __syncthreads();        // S0: the previous group's readers of every buffer are done
         if (tiles > 0) {
@@ -225,7 +229,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
 #pragma unroll
         for (int i = 0; i < kBf16Heads / kBf16Warps; ++i) {
             const int h = warp + kBf16Warps * i;
-            store_head_statistics(a, row, first_head + h, h, delta, normaliser, flags);
+            store_head_statistics(a, row, first_head + h, h, delta, normaliser, nullptr);
         }
 
         float dq[2][kBf16ColumnTiles][4];
@@ -441,8 +445,14 @@ __global__ void __launch_bounds__(kBf16Threads, 1) bf16_backward_kernel(const __
         }
     }
     copy_async_wait<0>();
-    __syncthreads();  // the flags' writers are done
-    if (a.row_contributes != nullptr && tid == 0) a.row_contributes[row] = flags[0] && flags[1];
+    __syncthreads();  // the flag's writers are done
+    // The row's flag for d_attn_sink, over all its heads (a CTA of a split row sees some).
+    if (a.row_contributes != nullptr && part == 0 && warp == 0) {
+        bool finite = false;
+        for (int64_t head = lane; head < a.heads; head += 32) finite |= softmax_normaliser(a, row, head) != INFINITY;
+        finite = __any_sync(0xffffffffu, finite);
+        if (lane == 0) a.row_contributes[row] = *any_valid && finite;
+    }
 #endif
 }
 

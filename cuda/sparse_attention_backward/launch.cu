@@ -43,6 +43,21 @@ int key_bits(int64_t tokens) {
     return bits;
 }
 
+// CUB's scratch bytes for sorting `entries` pairs of keys below `tokens` + 1.
+Status sort_scratch_bytes(int64_t entries, int64_t tokens, size_t* bytes) {
+    *bytes = 0;
+    if (cub::DeviceRadixSort::SortPairs<uint32_t, uint32_t>(nullptr, *bytes, nullptr, nullptr, nullptr, nullptr,
+                                                            static_cast<int>(entries), 0,
+                                                            key_bits(tokens)) != cudaSuccess) {
+        cudaGetLastError();
+        return {StatusCode::cuda_error, "sparse_attention_backward: the CUB radix sort's scratch query failed"};
+    }
+    return Status::success();
+}
+
+// Rows in the last panel when panels hold `panel_rows` rows.
+int64_t last_panel_rows(int64_t rows, int64_t panel_rows) { return rows - (rows - 1) / panel_rows * panel_rows; }
+
 // Where each part of the workspace lies (byte offsets), for rows of topk positions.
 struct ScratchPlan {
     int64_t panel_rows = 0, panel_entries = 0;
@@ -67,15 +82,9 @@ Status plan_scratch(const SparseAttentionBackwardConfig& config, int64_t rows, i
                                                  " positions per row exceed the CUDA deterministic reduction (at most "
                                                  "2^31 - 1 entries per panel)"};
         // CUB's scratch for a full panel and for the last (shorter) one: the larger serves both.
-        const int64_t last_entries = (rows - (rows - 1) / s.panel_rows * s.panel_rows) * topk;
-        for (const int64_t entries : {s.panel_entries, last_entries}) {
+        for (const int64_t entries : {s.panel_entries, last_panel_rows(rows, s.panel_rows) * topk}) {
             size_t bytes = 0;
-            if (cub::DeviceRadixSort::SortPairs<uint32_t, uint32_t>(nullptr, bytes, nullptr, nullptr, nullptr, nullptr,
-                                                                    static_cast<int>(entries), 0,
-                                                                    key_bits(tokens)) != cudaSuccess) {
-                cudaGetLastError();
-                return {StatusCode::cuda_error, "sparse_attention_backward: the CUB radix sort's scratch query failed"};
-            }
+            DSA_TRY(sort_scratch_bytes(entries, tokens, &bytes));
             s.sort_bytes = std::max(s.sort_bytes, bytes);
         }
         const int64_t list_bytes = align_part(s.panel_entries * 4), token_bytes = align_part(tokens * 4);
@@ -139,6 +148,27 @@ Arguments arguments_of(const SparseAttentionBackwardProblem& p) {
     return a;
 }
 
+// DETERMINISTIC panels of whole waves: the planned panel rows rounded down to a multiple of the
+// rows the GPU runs at once (a panel of 227 rows on 132 SMs ran as 2 waves, 95 rows wide the
+// second), if CUB's scratch for the rounded panels fits the planned one.
+Status wave_panel_rows(const Context& context, const void* kernel, int threads, int smem, int64_t rows, int64_t topk,
+                       int64_t tokens, const ScratchPlan& plan, int64_t* panel_rows) {
+    *panel_rows = plan.panel_rows;
+    int per_sm = 0;
+    DSA_TRY(runtime_status(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem),
+                           "cudaOccupancyMaxActiveBlocksPerMultiprocessor(sparse attention backward)"));
+    const int64_t wave = static_cast<int64_t>(per_sm) * context.properties().multiprocessor_count;
+    if (wave <= 0 || plan.panel_rows <= wave || plan.panel_rows >= rows) return Status::success();
+    const int64_t rounded = plan.panel_rows / wave * wave;
+    for (const int64_t entries : {rounded * topk, last_panel_rows(rows, rounded) * topk}) {
+        size_t bytes = 0;
+        DSA_TRY(sort_scratch_bytes(entries, tokens, &bytes));
+        if (bytes > plan.sort_bytes) return Status::success();
+    }
+    *panel_rows = rounded;
+    return Status::success();
+}
+
 unsigned grid_for(int64_t items, int64_t per_cta) {
     return static_cast<unsigned>(std::clamp<int64_t>((items + per_cta - 1) / per_cta, 1, kMaxGrid));
 }
@@ -182,10 +212,13 @@ __global__ void __launch_bounds__(kReduceThreads)
     }
 }
 
-Status launch_rows(const void* kernel, int threads, int64_t ctas, int smem, const Arguments& a, Stream stream) {
-    if (ctas > 0x7fffffff)
-        return {StatusCode::shape_mismatch,
-                "q: " + std::to_string(ctas) + " query rows exceed one CUDA launch (2^31 - 1 CTAs)"};
+// `rows` rows of a.ctas_per_row CTAs each.
+Status launch_rows(const void* kernel, int threads, int64_t rows, int smem, const Arguments& a, Stream stream) {
+    if (rows > 0x7fffffff / a.ctas_per_row)
+        return {StatusCode::shape_mismatch, "q: " + std::to_string(rows) + " query rows of " +
+                                                std::to_string(a.ctas_per_row) +
+                                                " CTAs each exceed one CUDA launch (2^31 - 1 CTAs)"};
+    const int64_t ctas = rows * a.ctas_per_row;
     void* parameters[] = {const_cast<Arguments*>(&a)};
     cudaLaunchKernel(kernel, dim3(static_cast<unsigned>(ctas)), dim3(static_cast<unsigned>(threads)), parameters,
                      static_cast<size_t>(smem),
@@ -215,12 +248,15 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
                           p.dout.dtype == DType::bf16;
     const bool fast_bf16 = all_bf16 && bf16_widths_supported(p.d_qk, p.d_v) &&
                            context.properties().compute_major >= 8 && bf16_layout(p.d_qk, p.d_v).bytes <= optin;
-    int smem = 0, threads = 0;
+    int smem = 0, threads = 0, ctas_per_row = 1;
     const void* kernel = nullptr;
     if (fast_bf16) {
         smem = bf16_layout(p.d_qk, p.d_v).bytes;
         threads = kBf16Threads;
         kernel = reinterpret_cast<const void*>(bf16_backward_kernel);
+        // FAST: a CTA per (row, head group); DETERMINISTIC: a CTA per row (bf16_backward.cuh).
+        if (p.config.mode == SparseAttentionBackwardMode::fast)
+            ctas_per_row = static_cast<int>(std::min<int64_t>((p.heads + kBf16Heads - 1) / kBf16Heads, INT32_MAX));
     } else {
         const SharedLayout layout = shared_layout(p.d_qk);
         smem = layout.floats * static_cast<int>(sizeof(float));
@@ -247,6 +283,7 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
     }
 
     Arguments a = arguments_of(p);
+    a.ctas_per_row = std::max(ctas_per_row, 1);  // heads = 0 still takes a CTA a row (dq is empty)
     a.row_contributes = p.has_d_attn_sink ? reinterpret_cast<int32_t*>(scratch + plan.flags) : nullptr;
     DSA_TRY(zero_rows(a.dkv, p.tokens, p.d_qk, a.dkv_row, stream));
 
@@ -261,8 +298,10 @@ Status sparse_attention_backward(Context& context, const SparseAttentionBackward
         uint32_t* sorted_order = reinterpret_cast<uint32_t*>(scratch + plan.sorted_order);
         uint32_t* starts = reinterpret_cast<uint32_t*>(scratch + plan.starts);
         uint32_t* ends = reinterpret_cast<uint32_t*>(scratch + plan.ends);
-        for (int64_t first = 0; first < p.rows; first += plan.panel_rows) {
-            const int64_t rows = std::min(plan.panel_rows, p.rows - first), entries = rows * p.topk;
+        int64_t panel_rows = 0;
+        DSA_TRY(wave_panel_rows(context, kernel, threads, smem, p.rows, p.topk, p.tokens, plan, &panel_rows));
+        for (int64_t first = 0; first < p.rows; first += panel_rows) {
+            const int64_t rows = std::min(panel_rows, p.rows - first), entries = rows * p.topk;
             a.first_row = first;
             DSA_TRY(launch_rows(kernel, threads, rows, smem, a, stream));
             entry_keys_kernel<<<grid_for(entries, 256), 256, 0, stream>>>(a, rows, keys, order);

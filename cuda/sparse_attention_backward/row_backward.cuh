@@ -58,6 +58,7 @@ struct Arguments {
     int64_t rows, heads, d_qk, d_v, topk, tokens;
     int64_t first_row;  // the panel's first row (blockIdx.x counts from it)
     float scale;
+    int ctas_per_row;  // bf16 kernel: CTAs a row is split over, each taking every ctas_per_row-th head group
     bool q_bf16, kv_bf16, out_bf16, dout_bf16, dq_bf16;
 };
 
@@ -94,15 +95,16 @@ __device__ __forceinline__ float output_gradient_dot(const Arguments& a, int64_t
 }
 
 // D and L of `head` of the row into delta[slot] and normaliser[slot] (0 and +inf for a padded
-// head past H_q); flags[1] is set when L is finite. Every lane of one warp calls it.
+// head past H_q); *finite is set when L is finite (unless `finite` is NULL). Every lane of one
+// warp calls it.
 __device__ __forceinline__ void store_head_statistics(const Arguments& a, int64_t row, int64_t head, int slot,
-                                                      float* delta, float* normaliser, int32_t* flags) {
+                                                      float* delta, float* normaliser, int32_t* finite) {
     const float dot = head < a.heads ? output_gradient_dot(a, row, head) : 0.0f;
     if (threadIdx.x % 32 != 0) return;
     const float l = head < a.heads ? softmax_normaliser(a, row, head) : INFINITY;
     delta[slot] = dot;
     normaliser[slot] = l;
-    if (l != INFINITY) flags[1] = 1;
+    if (finite != nullptr && l != INFINITY) *finite = 1;
 }
 
 // Shared memory of the kernel, in floats: Q, dOut, the KV tile and the dq accumulator (16 rows
@@ -164,7 +166,7 @@ __global__ void __launch_bounds__(kThreads) row_backward_kernel(const __grid_con
                 real && c < a.d_v ? load_value(a.dout, a.dout_bf16, row * a.dout_row + head * a.dout_head + c) : 0.0f;
             dq_tile[h * pitch + c] = 0.0f;
         }
-        for (int h = warp; h < kHeadTile; h += kWarps) store_head_statistics(a, row, first_head + h, h, delta, normaliser, flags);
+        for (int h = warp; h < kHeadTile; h += kWarps) store_head_statistics(a, row, first_head + h, h, delta, normaliser, flags + 1);
         __syncthreads();
 
         for (int64_t first = 0; first < counted; first += kEntryTile) {

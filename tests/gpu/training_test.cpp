@@ -17,6 +17,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "../indexer_loss_cases.hpp"
 #include "../sparse_attention_backward_cases.hpp"
@@ -191,6 +192,11 @@ TEST_CASE("CUDA sparse_attention_backward matches the CPU in both modes") {
         {21, 36, 64, 32, 45, 50},
         // The bf16 kernel with 20 n8 column tiles (the warps own 3 or 2), 8 heads, k = 33.
         {9, 8, 160, 96, 30, 33},
+        // Rows split over head groups (FAST: a CTA each; DETERMINISTIC: in turn): 128 heads at
+        // DeepSeek widths, 160 heads (5 groups), 70 heads at d_qk 16 (the last group padded).
+        {12, 128, 576, 512, 700, 96},
+        {8, 160, 64, 48, 60, 40},
+        {6, 70, 16, 16, 20, 30},
     };
     uint32_t seed = 100;
     for (const BackwardShape& s : shapes)
@@ -244,11 +250,13 @@ TEST_CASE("CUDA sparse_attention_backward: rows without a valid index, k = 0, S_
 
 TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward is bitwise identical across runs, streams and workspaces") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
-    for (dsa_dtype_t dtype : {DSA_DTYPE_BF16, DSA_DTYPE_F32}) {
-        CAPTURE(dtype);
-        // Few tokens and many rows: every token gathers hundreds of contributions. 40 heads: two
-        // head groups of the bf16 kernel (the second adds to the panel slots with reductions).
-        backward::Case c = backward::make_case(300, 40, 576, 512, 500, 128, 55, dtype);
+    // Few tokens and many rows: every token gathers hundreds of contributions. For the bf16 kernel
+    // 40 heads make two head groups and 160 heads five (the later groups add to the panel slots
+    // with reductions).
+    for (const auto& [dtype, heads] : {std::pair{DSA_DTYPE_BF16, int64_t{40}}, std::pair{DSA_DTYPE_BF16, int64_t{160}},
+                                       std::pair{DSA_DTYPE_F32, int64_t{40}}}) {
+        CAPTURE(dtype); CAPTURE(heads);
+        backward::Case c = backward::make_case(300, heads, 576, 512, 500, 128, 55, dtype);
         const backward::Gradients first = run_cuda(gpu, c);
         const backward::Gradients second = run_cuda(gpu, c);
         CHECK(backward::same_bits(first, second));
@@ -279,7 +287,8 @@ TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward is bitwise identical acr
 
 TEST_CASE("CUDA DETERMINISTIC sparse_attention_backward over several panels matches the CPU") {
     Context gpu(0, DSA_DEVICE_CUDA, 0);
-    // Panels hold 2^30 / (4 * k * d_qk) = 227 rows at k = 2048, d_qk = 576: 240 rows make two.
+    // Panels hold 2^30 / (4 * k * d_qk) = 227 rows at k = 2048, d_qk = 576, rounded down to whole
+    // waves (132 rows on an H100 / H200): 240 rows make two.
     backward::Case c = backward::make_case(240, 4, 576, 512, 3000, 2048, 91, DSA_DTYPE_BF16);
     const backward::Gradients want = backward::run_library(c, 0);
     const backward::Gradients first = run_cuda(gpu, c), second = run_cuda(gpu, c);
