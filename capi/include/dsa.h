@@ -881,11 +881,12 @@ DSA_API dsa_status_t dsa_sparse_attention_backward_workspace_size(
  *  other stride is free. Outputs must not overlap each other or any input.
  *  mode: DSA_SPARSE_ATTENTION_BACKWARD_DETERMINISTIC gives bitwise identical results run to run
  *  (on the CPU also for any thread count); the CPU runs both modes deterministically.
- *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): one query row per CTA,
- *  products on bf16 tensor cores with f32 accumulation. With q, kv, out and dout all bf16 and
- *  d_qk, d_v multiples of 16 (d_qk <= 576), a bf16 kernel takes heads in groups of 32 (192 KB
- *  of shared memory at d_qk 576, d_v 512); every other problem (or a device without that much
- *  shared memory) takes the general kernel, heads in groups of 16. With any of q,
+ *  On CUDA (sm_80+, on the caller's stream, no host synchronisation): products on bf16 tensor
+ *  cores with f32 accumulation. With q, kv, out and dout all bf16 and d_qk, d_v multiples of 16
+ *  (d_qk <= 576), a bf16 kernel takes heads in groups of 32 (192 KB of shared memory at d_qk
+ *  576, d_v 512), a CTA per (row, head group) in FAST mode and per row in DETERMINISTIC mode
+ *  (whose panels are rounded down to whole waves of the GPU); every other problem (or a device without that much
+ *  shared memory) takes the general kernel, one row per CTA, heads in groups of 16. With any of q,
  *  kv, dout in f32 the operands are split into three bf16 parts (f32-accurate) and results agree with the CPU
  *  to 1e-3 of each output's largest magnitude; with all of them bf16, P and dS are rounded to
  *  bf16 for the MMAs and the agreement is 2e-2 (tests/gpu). FAST adds dkv with f32 atomics
