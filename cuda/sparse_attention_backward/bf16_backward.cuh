@@ -8,8 +8,9 @@
 //   positions in tiles of 32 entries. FAST gives every (row, head group) a CTA of its own (the
 //   groups share nothing but the atomically added dkv; a row per CTA left the last wave of
 //   4096 rows on 132 SMs with 4 rows); DETERMINISTIC gives a CTA a whole row, its groups in
-//   turn (its panel slots are added to in group order by one thread, below). Fewer, larger head groups than the row kernel's 16 mean
-//   fewer KV gathers and, above all, fewer dkv scatters: every (row, entry, column) is added once
+//   turn (its panel slots are added to in group order by one thread, below). Fewer, larger
+//   head groups than the row kernel's 16 mean fewer KV gathers and, above all, fewer dkv
+//   scatters: every (row, entry, column) is added once
 //   per head group, so 128 heads cost 4 adds per (row, entry, column) instead of the row
 //   kernel's 8 (a 64-head tile would need 72 dq registers per thread of 16 warps, past the 128
 //   that 512 threads may have).
